@@ -1,0 +1,11 @@
+//! The vocabulary of Strongroom: typed identifiers and parsed value types.
+//!
+//! Architecture invariant: this crate does no IO and knows nothing of HTTP,
+//! SQL or key backends. A value of a type here has already been validated:
+//! constructors parse, there are no setters.
+
+mod id;
+mod org;
+
+pub use id::OrgId;
+pub use org::{NewOrganisation, OrgName, OrgSlug, OrgStatus, Organisation, ParseError};
