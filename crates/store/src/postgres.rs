@@ -1,0 +1,186 @@
+//! The PostgreSQL backend: for deployments past one machine, shared by
+//! several stateless instances; migrations run under an advisory lock so
+//! instances starting together apply each one once.
+
+use std::time::Duration;
+
+use domain::{OrgId, OrgSlug, Organisation};
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+
+use crate::migrate::{self, Applied};
+use crate::{Result, StoreError, conflict_or, org_from_columns};
+
+/// The advisory lock key held while migrating ("STRONGRM" in ASCII).
+const MIGRATION_LOCK: i64 = 0x5354_524f_4e47_524d;
+
+#[derive(Debug, Clone)]
+pub(crate) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                backend: "PostgreSQL",
+                source,
+            })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        let result = self.migrate_locked(&mut conn).await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await;
+        result?;
+        unlocked?;
+        Ok(())
+    }
+
+    async fn migrate_locked(&self, conn: &mut sqlx::PgConnection) -> Result<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    BIGINT PRIMARY KEY,
+                name       TEXT NOT NULL,
+                checksum   TEXT NOT NULL,
+                applied_at TIMESTAMPTZ NOT NULL
+            )",
+        )
+        .execute(&mut *conn)
+        .await?;
+        let applied = applied_on(&mut *conn).await?;
+        for m in migrate::plan(migrate::POSTGRES, &applied)? {
+            let failed = |source| StoreError::MigrationFailed {
+                label: m.label(),
+                source,
+            };
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::raw_sql(m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .bind(crate::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            tracing::info!(migration = %m.label(), backend = "postgres", "applied migration");
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn applied_migrations(&self) -> Result<Vec<Applied>> {
+        let mut conn = self.pool.acquire().await?;
+        applied_on(&mut conn).await
+    }
+
+    pub(crate) async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn insert_org(&self, org: &Organisation) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO organisations (id, slug, name, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(org.id.as_uuid())
+        .bind(org.slug.as_str())
+        .bind(org.name.as_str())
+        .bind(org.status.as_str())
+        .bind(org.created_at)
+        .bind(org.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, "an organisation with this slug"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_org(&self, id: OrgId) -> Result<Option<Organisation>> {
+        sqlx::query(
+            "SELECT id, slug, name, status, created_at, updated_at
+             FROM organisations WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| org_from_row(&r))
+        .transpose()
+    }
+
+    pub(crate) async fn find_org_by_slug(&self, slug: &OrgSlug) -> Result<Option<Organisation>> {
+        sqlx::query(
+            "SELECT id, slug, name, status, created_at, updated_at
+             FROM organisations WHERE slug = $1",
+        )
+        .bind(slug.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| org_from_row(&r))
+        .transpose()
+    }
+
+    pub(crate) async fn list_orgs(&self) -> Result<Vec<Organisation>> {
+        sqlx::query(
+            "SELECT id, slug, name, status, created_at, updated_at
+             FROM organisations ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(org_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn applied_on(conn: &mut sqlx::PgConnection) -> Result<Vec<Applied>> {
+    let rows =
+        sqlx::query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Applied {
+                version: r.try_get("version")?,
+                name: r.try_get("name")?,
+                checksum: r.try_get("checksum")?,
+            })
+        })
+        .collect()
+}
+
+fn org_from_row(r: &PgRow) -> Result<Organisation> {
+    org_from_columns(
+        r.try_get("id")?,
+        r.try_get("slug")?,
+        r.try_get("name")?,
+        r.try_get("status")?,
+        r.try_get("created_at")?,
+        r.try_get("updated_at")?,
+    )
+}
