@@ -1,0 +1,687 @@
+//! Configuration: a TOML file, then `STRONGROOM_*` environment variables,
+//! then flags, in rising precedence; validated once at start, refusing
+//! unknown keys and unsafe settings by name.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./strongroom-data";
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+/// Environment variables Strongroom reads; any other `STRONGROOM_*`
+/// variable is a typo and refused.
+pub const KNOWN_ENV: &[&str] = &[
+    "STRONGROOM_CONFIG",
+    "STRONGROOM_DATA_DIR",
+    "STRONGROOM_DATABASE_URL",
+    "STRONGROOM_LISTEN",
+    "STRONGROOM_TLS_CERT_FILE",
+    "STRONGROOM_TLS_KEY_FILE",
+    "STRONGROOM_MAX_BODY_BYTES",
+    "STRONGROOM_REQUEST_TIMEOUT_SECS",
+    "STRONGROOM_SHUTDOWN_GRACE_SECS",
+    "STRONGROOM_DATABASE_MAX_CONNECTIONS",
+    "STRONGROOM_LOG",
+];
+
+/// Variables with this prefix belong to the test harness, not the product.
+const TEST_ENV_PREFIX: &str = "STRONGROOM_TEST_";
+
+/// One refused setting: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+/// Every refused setting at once, so one run shows all that must change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The config file's shape. Every field optional; unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    listen: Option<String>,
+    #[serde(default)]
+    database: FileDatabase,
+    #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
+    http: FileHttp,
+    #[serde(default)]
+    log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    max_body_bytes: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    level: Option<String>,
+}
+
+/// Values from the environment and flags (the CLI merges those two), laid
+/// over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub database_max_connections: Option<u32>,
+    pub listen: Option<String>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub max_body_bytes: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub log_level: Option<String>,
+}
+
+/// A PostgreSQL URL. Holds a credential, so it prints redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The full URL, password included: only for opening the connection.
+    pub fn expose_for_connect(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced, fit for display.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    // Setting a password on a parsed postgres URL cannot fail.
+                    let _ = u.set_password(Some("REDACTED"));
+                }
+                u.to_string()
+            }
+            Err(_) => "[unparseable, redacted]".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Where the service keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded SQLite file inside the data directory.
+    Embedded,
+    Postgres {
+        url: DatabaseUrl,
+        max_connections: u32,
+    },
+}
+
+/// TLS material: given, or generated on first start in the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// A local CA and a leaf for these names, kept in `DATA_DIR/tls`.
+    Generated { names: Vec<String> },
+}
+
+/// Limits that protect the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_body_bytes: u64,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The validated, effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub listen: SocketAddr,
+    pub tls: TlsSource,
+    pub http: HttpLimits,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Reads the file named in `overrides` (if any), lays the overrides
+    /// over it and validates the result.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigErrors> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::resolve(file, overrides)
+    }
+
+    /// Parses a config file's text with the overrides laid over it.
+    pub fn from_toml(text: &str, overrides: &Overrides) -> Result<Self, ConfigErrors> {
+        let file = toml::from_str(text).map_err(|e| one("config file", e.message().to_owned()))?;
+        Self::resolve(file, overrides)
+    }
+
+    fn resolve(file: FileConfig, o: &Overrides) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if let Err(e) = check_data_dir(&data_dir) {
+            errors.push(e);
+        }
+
+        let listen_text = o
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::new(
+                "listen",
+                format!("{listen_text:?} is not an IP:PORT address"),
+            )
+        });
+
+        let max_connections = o
+            .database_max_connections
+            .or(file.database.max_connections)
+            .unwrap_or(16);
+        if !(1..=1000).contains(&max_connections) {
+            errors.push(ConfigError::new(
+                "database.max_connections",
+                "must be 1 to 1000",
+            ));
+        }
+        let database = match o.database_url.clone().or(file.database_url) {
+            None => Ok(Database::Embedded),
+            Some(url) => check_database_url(&url).map(|()| Database::Postgres {
+                url: DatabaseUrl(url),
+                max_connections,
+            }),
+        };
+
+        let cert = o.tls_cert_file.clone().or(file.tls.cert_file);
+        let key = o.tls_key_file.clone().or(file.tls.key_file);
+        let tls = match (cert, key) {
+            (Some(cert_file), Some(key_file)) => {
+                for (setting, path) in [("tls.cert_file", &cert_file), ("tls.key_file", &key_file)]
+                {
+                    if !path.is_file() {
+                        errors.push(ConfigError::new(
+                            setting,
+                            format!("{} is not a readable file", path.display()),
+                        ));
+                    }
+                }
+                Ok(TlsSource::Files {
+                    cert_file,
+                    key_file,
+                })
+            }
+            (Some(_), None) => Err(ConfigError::new(
+                "tls.key_file",
+                "required when tls.cert_file is set",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "tls.cert_file",
+                "required when tls.key_file is set",
+            )),
+            (None, None) => {
+                let names = file.tls.names.unwrap_or_else(|| {
+                    ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()
+                });
+                names
+                    .iter()
+                    .find(|n| !is_dns_name_or_ip(n))
+                    .map_or(Ok(()), |bad| {
+                        Err(ConfigError::new(
+                            "tls.names",
+                            format!("{bad:?} is not a DNS name or IP address"),
+                        ))
+                    })
+                    .map(|()| TlsSource::Generated { names })
+            }
+        };
+
+        let defaults = HttpLimits::default();
+        let max_body_bytes = o
+            .max_body_bytes
+            .or(file.http.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes);
+        if !(1024..=1 << 30).contains(&max_body_bytes) {
+            errors.push(ConfigError::new(
+                "http.max_body_bytes",
+                "must be 1024 to 1073741824 (1 KiB to 1 GiB)",
+            ));
+        }
+        let mut seconds = |setting: &str, value: Option<u64>, default: Duration| {
+            let secs = value.unwrap_or(default.as_secs());
+            if !(1..=3600).contains(&secs) {
+                errors.push(ConfigError::new(setting, "must be 1 to 3600 seconds"));
+            }
+            Duration::from_secs(secs)
+        };
+        let request_timeout = seconds(
+            "http.request_timeout_secs",
+            o.request_timeout_secs.or(file.http.request_timeout_secs),
+            defaults.request_timeout,
+        );
+        let shutdown_grace = seconds(
+            "http.shutdown_grace_secs",
+            o.shutdown_grace_secs.or(file.http.shutdown_grace_secs),
+            defaults.shutdown_grace,
+        );
+
+        let log_level = o
+            .log_level
+            .clone()
+            .or(file.log.level)
+            .unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            errors.push(ConfigError::new(
+                "log.level",
+                format!("{log_level:?} is not a log filter such as info or strongroom=debug"),
+            ));
+        }
+
+        let (listen, database, tls) = match (listen, database, tls) {
+            (Ok(l), Ok(d), Ok(t)) if errors.is_empty() => (l, d, t),
+            (l, d, t) => {
+                errors.extend([l.err(), d.err(), t.err()].into_iter().flatten());
+                return Err(ConfigErrors(errors));
+            }
+        };
+        Ok(Self {
+            data_dir,
+            database,
+            listen,
+            tls,
+            http: HttpLimits {
+                max_body_bytes,
+                request_timeout,
+                shutdown_grace,
+            },
+            log_level,
+        })
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn render_redacted(&self) -> String {
+        #[derive(Serialize)]
+        struct View<'a> {
+            data_dir: &'a Path,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            database_url: Option<String>,
+            database: DbView,
+            listen: String,
+            tls: TlsView<'a>,
+            http: HttpView,
+            log: LogView<'a>,
+        }
+        #[derive(Serialize)]
+        struct DbView {
+            backend: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            max_connections: Option<u32>,
+        }
+        #[derive(Serialize)]
+        struct TlsView<'a> {
+            source: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cert_file: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key_file: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            names: Option<&'a [String]>,
+            versions: [&'static str; 2],
+        }
+        #[derive(Serialize)]
+        struct HttpView {
+            max_body_bytes: u64,
+            request_timeout_secs: u64,
+            shutdown_grace_secs: u64,
+        }
+        #[derive(Serialize)]
+        struct LogView<'a> {
+            level: &'a str,
+        }
+        let (database_url, database) = match &self.database {
+            Database::Embedded => (
+                None,
+                DbView {
+                    backend: "sqlite",
+                    max_connections: None,
+                },
+            ),
+            Database::Postgres {
+                url,
+                max_connections,
+            } => (
+                Some(url.redacted()),
+                DbView {
+                    backend: "postgres",
+                    max_connections: Some(*max_connections),
+                },
+            ),
+        };
+        let tls = match &self.tls {
+            TlsSource::Files {
+                cert_file,
+                key_file,
+            } => TlsView {
+                source: "files",
+                cert_file: Some(cert_file),
+                key_file: Some(key_file),
+                names: None,
+                versions: ["TLS1.3", "TLS1.2"],
+            },
+            TlsSource::Generated { names } => TlsView {
+                source: "generated",
+                cert_file: None,
+                key_file: None,
+                names: Some(names),
+                versions: ["TLS1.3", "TLS1.2"],
+            },
+        };
+        let view = View {
+            data_dir: &self.data_dir,
+            database_url,
+            database,
+            listen: self.listen.to_string(),
+            tls,
+            http: HttpView {
+                max_body_bytes: self.http.max_body_bytes,
+                request_timeout_secs: self.http.request_timeout.as_secs(),
+                shutdown_grace_secs: self.http.shutdown_grace.as_secs(),
+            },
+            log: LogView {
+                level: &self.log_level,
+            },
+        };
+        toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# could not render: {e}\n"))
+    }
+}
+
+/// Refuses `STRONGROOM_*` variables that Strongroom does not read.
+pub fn check_environment<I>(vars: I) -> Result<(), ConfigErrors>
+where
+    I: IntoIterator<Item = String>,
+{
+    let unknown: Vec<ConfigError> = vars
+        .into_iter()
+        .filter(|k| k.starts_with("STRONGROOM_") && !k.starts_with(TEST_ENV_PREFIX))
+        .filter(|k| !KNOWN_ENV.contains(&k.as_str()))
+        .map(|k| ConfigError::new(k, "unknown environment variable (a typo?)"))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(unknown))
+    }
+}
+
+fn one(setting: &str, message: impl Into<String>) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError::new(setting, message)])
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigErrors> {
+    let setting = format!("config file {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| one(&setting, e.to_string()))?;
+    toml::from_str(&text).map_err(|e| one(&setting, e.message().to_owned()))
+}
+
+/// A data directory others can read or write would expose keys and data.
+fn check_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(ConfigError::new(
+            "data_dir",
+            format!("{} is not a directory", dir.display()),
+        )),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => Err(ConfigError::new(
+            "data_dir",
+            format!(
+                "{} is open to other users (mode {:04o}); run chmod 700 on it",
+                dir.display(),
+                meta.permissions().mode() & 0o7777
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A PostgreSQL URL whose remote connections verify the server.
+fn check_database_url(raw: &str) -> Result<(), ConfigError> {
+    let bad = |m: String| ConfigError::new("database_url", m);
+    let url = url::Url::parse(raw).map_err(|e| bad(format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(bad(format!(
+            "scheme {:?} is not supported; use postgres://, or leave it unset for the embedded database",
+            url.scheme()
+        )));
+    }
+    let host = url.host_str().unwrap_or("");
+    let local = host.is_empty()
+        || host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let sslmode = url
+        .query_pairs()
+        .find(|(k, _)| k == "sslmode")
+        .map(|(_, v)| v.into_owned());
+    if !local && !matches!(sslmode.as_deref(), Some("verify-full" | "verify-ca")) {
+        return Err(bad(
+            "connects to a remote host without verifying its certificate; add sslmode=verify-full"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn is_dns_name_or_ip(name: &str) -> bool {
+    name.parse::<IpAddr>().is_ok()
+        || (!name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(text: &str, o: &Overrides) -> Vec<String> {
+        match Config::from_toml(text, o) {
+            Ok(_) => vec![],
+            Err(ConfigErrors(es)) => es.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn check(text: &str, expect_setting: &str) {
+        let errs = errors_of(text, &Overrides::default());
+        assert!(
+            errs.iter().any(|e| e.contains(expect_setting)),
+            "config {text:?}: expected an error naming {expect_setting:?}, got {errs:?}"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid_and_safe() {
+        let c = Config::from_toml("", &Overrides::default());
+        let c = c
+            .as_ref()
+            .map(|c| (c.listen.to_string(), c.database.clone()));
+        assert_eq!(c, Ok(("127.0.0.1:8443".into(), Database::Embedded)));
+    }
+
+    // claim 002.11
+    #[test]
+    fn invalid_and_unsafe_values_are_refused_by_name() {
+        check("listen = 'everywhere'", "listen");
+        check("[http]\nmax_body_bytes = 10", "http.max_body_bytes");
+        check(
+            "[http]\nrequest_timeout_secs = 0",
+            "http.request_timeout_secs",
+        );
+        check("[tls]\ncert_file = '/nonexistent.pem'", "tls.key_file");
+        check("[tls]\nnames = ['bad name']", "tls.names");
+        check("database_url = 'mysql://x/y'", "database_url");
+        check(
+            "database_url = 'postgres://u:p@db.example.com/s'",
+            "database_url",
+        );
+        check("[log]\nlevel = 'loud=!'", "log.level");
+    }
+
+    // claim 002.11
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let errs = errors_of("listn = '127.0.0.1:1'", &Overrides::default());
+        assert!(errs.iter().any(|e| e.contains("listn")), "{errs:?}");
+        let errs = errors_of("[http]\nmax_body = 5", &Overrides::default());
+        assert!(errs.iter().any(|e| e.contains("max_body")), "{errs:?}");
+    }
+
+    #[test]
+    fn several_errors_are_reported_together() {
+        let errs = errors_of(
+            "listen = 'x'\n[http]\nmax_body_bytes = 1",
+            &Overrides::default(),
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let o = Overrides {
+            listen: Some("127.0.0.1:9999".into()),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml("listen = '127.0.0.1:1111'", &o).map(|c| c.listen.port());
+        assert_eq!(c, Ok(9999));
+    }
+
+    #[test]
+    fn remote_postgres_with_verification_and_local_postgres_are_accepted() {
+        for url in [
+            "postgres://u:p@127.0.0.1:5432/s",
+            "postgresql://localhost/s",
+            "postgres://u@db.example.com/s?sslmode=verify-full",
+        ] {
+            assert!(check_database_url(url).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn redaction_hides_the_password_only() {
+        let url = DatabaseUrl("postgres://app:hunter2@127.0.0.1:5432/sr".into());
+        assert_eq!(url.redacted(), "postgres://app:REDACTED@127.0.0.1:5432/sr");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        let c = Config::from_toml(
+            "database_url = 'postgres://app:hunter2@127.0.0.1/sr'",
+            &Overrides::default(),
+        );
+        let shown = c.map(|c| c.render_redacted()).unwrap_or_default();
+        assert!(
+            shown.contains("REDACTED") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_refused() {
+        let vars = [
+            "STRONGROOM_LISTN",
+            "STRONGROOM_LISTEN",
+            "PATH",
+            "STRONGROOM_TEST_DATABASE_URL",
+        ];
+        let r = check_environment(vars.iter().map(|s| s.to_string()));
+        let names: Vec<String> = r
+            .err()
+            .map(|e| e.0.into_iter().map(|e| e.setting).collect())
+            .unwrap_or_default();
+        assert_eq!(names, vec!["STRONGROOM_LISTN".to_string()]);
+    }
+}

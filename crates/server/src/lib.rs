@@ -1,0 +1,252 @@
+//! HTTP for Strongroom: the router, its layers (TLS-only listener, problem
+//! details, limits, request ids, metrics, security headers) and the
+//! lifecycle of a running server.
+//!
+//! Architecture invariant: only this crate knows HTTP and JSON shapes. It
+//! authenticates callers but never decides what they may do; `engine` does.
+
+pub mod config;
+pub mod json;
+pub mod observe;
+pub mod ops;
+pub mod problem;
+pub mod telemetry;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::get;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use engine::Engine;
+use http::{HeaderName, HeaderValue, StatusCode, header};
+use metrics_exporter_prometheus::PrometheusHandle;
+use store::{Store, StoreConfig};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::{Config, Database, HttpLimits, TlsSource};
+use crate::problem::{Kind, Problem};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every route of the API, before state and layers.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+}
+
+/// The whole HTTP application, ready to serve or to call in-process.
+pub fn app(state: AppState, limits: &HttpLimits) -> Router {
+    with_layers(routes().with_state(state), limits)
+}
+
+/// Wraps routes in the layers every response passes through. Public so
+/// tests can mount a route of their own behind exactly these layers.
+pub fn with_layers(routes: Router, limits: &HttpLimits) -> Router {
+    let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+    };
+    routes.fallback(not_found).layer(
+        ServiceBuilder::new()
+            .layer(header(
+                header::STRICT_TRANSPORT_SECURITY,
+                "max-age=63072000; includeSubDomains",
+            ))
+            .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .layer(header(header::REFERRER_POLICY, "no-referrer"))
+            .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+            ))
+            .layer(middleware::from_fn(observe::observe))
+            .layer(middleware::from_fn(problem::problemise))
+            .layer(CatchPanicLayer::custom(problem::from_panic))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                limits.request_timeout,
+            ))
+            .layer(RequestBodyLimitLayer::new(body_limit))
+            .layer(DefaultBodyLimit::max(body_limit)),
+    )
+}
+
+async fn not_found() -> Problem {
+    Problem::new(Kind::NotFound).with_detail("no such resource")
+}
+
+/// Creates the data directory and its folders, private to this user.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    for sub in ["", "blobs", "backups", "tls"] {
+        let path = dir.join(sub);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("data_dir: cannot create {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens the store the configuration names, applying migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store_config = match &config.database {
+        Database::Embedded => StoreConfig::Sqlite {
+            path: config.data_dir.join("strongroom.db"),
+        },
+        Database::Postgres {
+            url,
+            max_connections,
+        } => StoreConfig::Postgres {
+            url: url.expose_for_connect().to_owned(),
+            max_connections: *max_connections,
+        },
+    };
+    Ok(Store::open(&store_config).await?)
+}
+
+/// The TLS source, with a specific listen address added to the names of a
+/// generated certificate so clients can connect by IP.
+fn tls_source(config: &Config) -> TlsSource {
+    match &config.tls {
+        TlsSource::Generated { names } => {
+            let mut names = names.clone();
+            let ip = config.listen.ip().to_string();
+            if !config.listen.ip().is_unspecified() && !names.contains(&ip) {
+                names.push(ip);
+            }
+            TlsSource::Generated { names }
+        }
+        files @ TlsSource::Files { .. } => files.clone(),
+    }
+}
+
+/// A server accepting connections.
+#[derive(Debug)]
+pub struct Running {
+    local_addr: SocketAddr,
+    ca_file: Option<PathBuf>,
+    backend: &'static str,
+    grace: Duration,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    engine: Engine,
+}
+
+impl Running {
+    /// The address actually bound (the port is chosen when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The generated CA that clients must trust, if the certificate was
+    /// generated.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Stops accepting connections; in-flight requests get the configured
+    /// grace period to finish.
+    pub fn begin_shutdown(&self) {
+        tracing::info!(grace_secs = self.grace.as_secs(), "shutting down");
+        self.handle.graceful_shutdown(Some(self.grace));
+    }
+
+    /// Waits for the server to stop, then closes the store.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let served = self.task.await;
+        self.engine.shutdown().await;
+        served
+            .context("server task failed")?
+            .context("server stopped with an error")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Graceful shutdown from start to end.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.begin_shutdown();
+        self.wait().await
+    }
+}
+
+/// Opens the store, sets up TLS, binds the listener and starts serving.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    start_with_routes(config, Router::new()).await
+}
+
+/// `start`, with `extra` routes mounted beside the API's, behind the same
+/// layers; tests use it to serve a route of their own.
+pub async fn start_with_routes(
+    config: &Config,
+    extra: Router<AppState>,
+) -> anyhow::Result<Running> {
+    prepare_data_dir(&config.data_dir)?;
+    let store = open_store(config).await?;
+    let backend = store.backend_name();
+    let engine = Engine::new(store);
+    let tls = tls::load(&tls_source(config), &config.data_dir).context("tls")?;
+
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+    listener.set_nonblocking(true).context("listen")?;
+    let local_addr = listener.local_addr().context("listen")?;
+
+    let state = AppState {
+        engine: engine.clone(),
+        metrics: observe::metrics_handle(),
+    };
+    let router = with_layers(routes().merge(extra).with_state(state), &config.http);
+    let handle = Handle::new();
+    let server =
+        axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.server_config))
+            .context("listen")?
+            .handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
+    tracing::info!(address = %local_addr, backend, "serving HTTPS");
+    Ok(Running {
+        local_addr,
+        ca_file: tls.ca_file,
+        backend,
+        grace: config.http.shutdown_grace,
+        handle,
+        task,
+        engine,
+    })
+}

@@ -1,0 +1,195 @@
+//! RFC 9457 problem details: every API error, whether raised by a handler
+//! or by the HTTP layers (404, 405, 413, timeouts, panics), goes out as
+//! `application/problem+json` with a stable `type`.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+/// The media type of problem details.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// The kinds of problem the API reports. Each has a stable `type` URI,
+/// `urn:strongroom:problem:<slug>`, that clients may match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    MalformedJson,
+    InvalidBody,
+    Timeout,
+    NotReady,
+    Internal,
+    /// Any other client or server error status raised by a layer.
+    Other(StatusCode),
+}
+
+impl Kind {
+    fn parts(self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::NotFound => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Self::PayloadTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            Self::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::MalformedJson => (S::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            Self::InvalidBody => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                "Invalid request body",
+            ),
+            Self::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
+            Self::NotReady => (S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
+            Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            Self::Other(status) => (
+                status,
+                if status.is_client_error() {
+                    "client-error"
+                } else {
+                    "server-error"
+                },
+                status.canonical_reason().unwrap_or("Error"),
+            ),
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The stable `type` URI.
+    pub fn type_uri(self) -> String {
+        format!("urn:strongroom:problem:{}", self.parts().1)
+    }
+
+    /// The problem a bare error status stands for.
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::REQUEST_TIMEOUT => Self::Timeout,
+            StatusCode::INTERNAL_SERVER_ERROR => Self::Internal,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// One problem response. `detail` is for the client and must never carry a
+/// secret, a personal value or an internal error chain.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    kind: Kind,
+    detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body_<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+impl Problem {
+    pub fn new(kind: Kind) -> Self {
+        Self { kind, detail: None }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn body(&self) -> Vec<u8> {
+        let (status, _, title) = self.kind.parts();
+        let body = Body_ {
+            type_uri: self.kind.type_uri(),
+            title,
+            status: status.as_u16(),
+            detail: self.detail.as_deref(),
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut res = Response::new(Body::from(self.body()));
+        *res.status_mut() = self.kind.status();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        res
+    }
+}
+
+/// Middleware: turns any error response that is not already problem
+/// details (from routing, body limits, timeouts) into problem details,
+/// keeping headers such as `Allow` and `Retry-After`.
+pub async fn problemise(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
+    if is_problem {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let kind = Kind::from_status(status);
+    let detail = match kind {
+        Kind::NotFound => Some("no such resource"),
+        Kind::MethodNotAllowed => {
+            Some("the resource does not support this method; see the Allow header")
+        }
+        Kind::PayloadTooLarge => {
+            Some("the request body exceeds the configured limit (http.max_body_bytes)")
+        }
+        Kind::Timeout => {
+            Some("the request took longer than the configured limit (http.request_timeout_secs)")
+        }
+        _ => None,
+    };
+    let problem = detail.map_or(Problem::new(kind), |d| Problem::new(kind).with_detail(d));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Response::from_parts(parts, Body::from(problem.body()))
+}
+
+/// The response when a handler panics: a bare 500, with nothing of the
+/// panic's message, which could carry data.
+pub fn from_panic(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Problem::new(Kind::Internal).into_response()
+}
