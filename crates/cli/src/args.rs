@@ -1,0 +1,92 @@
+//! Command-line arguments. Every command that touches a deployment takes
+//! the same configuration options, each also read from a `STRONGROOM_*`
+//! environment variable; a flag wins over its variable, which wins over the
+//! config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use server::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strongroom",
+    version,
+    about = "A vault for the personal data a SaaS product keeps for its clients"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API over HTTPS (creates the data directory on first start).
+    Serve(ConfigArgs),
+    /// Print the effective configuration, secrets redacted; exit non-zero if
+    /// any setting is invalid or unsafe.
+    CheckConfig(ConfigArgs),
+}
+
+/// Where the deployment is and how it is set up.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// A TOML configuration file.
+    #[arg(long, env = "STRONGROOM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: ./strongroom-data].
+    #[arg(long, env = "STRONGROOM_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL URL; without it, the embedded SQLite database is used.
+    /// Prefer the environment variable or the config file when the URL holds
+    /// a password: command lines are visible to other local users.
+    #[arg(
+        long,
+        env = "STRONGROOM_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Connections in the PostgreSQL pool [default: 16].
+    #[arg(long, env = "STRONGROOM_DATABASE_MAX_CONNECTIONS", value_name = "N")]
+    pub database_max_connections: Option<u32>,
+    /// The address to serve on; port 0 picks a free port [default: 127.0.0.1:8443].
+    #[arg(long, env = "STRONGROOM_LISTEN", value_name = "IP:PORT")]
+    pub listen: Option<String>,
+    /// PEM certificate chain for the listener (with --tls-key-file).
+    #[arg(long, env = "STRONGROOM_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for the listener (with --tls-cert-file).
+    #[arg(long, env = "STRONGROOM_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Largest accepted request body, in bytes [default: 1048576].
+    #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Longest a request may take [default: 30].
+    #[arg(long, env = "STRONGROOM_REQUEST_TIMEOUT_SECS", value_name = "SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// How long in-flight requests may run after a shutdown signal [default: 30].
+    #[arg(long, env = "STRONGROOM_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log filter, such as info or server=debug [default: info].
+    #[arg(long = "log", env = "STRONGROOM_LOG", value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            database_max_connections: self.database_max_connections,
+            listen: self.listen.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            max_body_bytes: self.max_body_bytes,
+            request_timeout_secs: self.request_timeout_secs,
+            shutdown_grace_secs: self.shutdown_grace_secs,
+            log_level: self.log_level.clone(),
+        }
+    }
+}
