@@ -1,0 +1,62 @@
+//! Errors on the real listener: unknown routes, wrong methods and oversized
+//! bodies all answer RFC 9457 problem details with a stable type. (Malformed
+//! JSON bodies are covered beside the extractor, in `server::json`.)
+
+use testkit::{backend_tests, spawn_app, spawn_app_with};
+
+/// Asserts a response is problem details of the given type and status.
+async fn assert_problem(
+    res: reqwest::Response,
+    status: u16,
+    kind: &str,
+) -> reqwest::header::HeaderMap {
+    assert_eq!(res.status().as_u16(), status);
+    let headers = res.headers().clone();
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(ct, "application/problem+json");
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    assert_eq!(
+        body["type"],
+        format!("urn:strongroom:problem:{kind}"),
+        "{body}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["title"].is_string(), "{body}");
+    headers
+}
+
+backend_tests! {
+    async fn unknown_route_is_a_404_problem(backend) {
+        let app = spawn_app(backend).await;
+        assert_problem(app.get("/v1/nothing-here").await, 404, "not-found").await;
+        app.shutdown().await.ok();
+    }
+
+    async fn wrong_method_is_a_405_problem_with_allow(backend) {
+        let app = spawn_app(backend).await;
+        let res = app.client.delete(app.url("/healthz")).send().await;
+        let headers = match res {
+            Ok(res) => assert_problem(res, 405, "method-not-allowed").await,
+            Err(e) => panic!("{e}"),
+        };
+        let allow = headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(allow.contains("GET"), "Allow: {allow:?}");
+        app.shutdown().await.ok();
+    }
+
+    async fn oversized_body_is_a_413_problem(backend) {
+        let app = spawn_app_with(backend, |o| o.max_body_bytes = Some(4096)).await;
+        let app = match app { Ok(a) => a, Err(e) => panic!("{e:#}") };
+        for path in ["/healthz", "/v1/anything"] {
+            let res = app.client.post(app.url(path)).body(vec![b'x'; 10_000]).send().await;
+            match res {
+                Ok(res) => { assert_problem(res, 413, "payload-too-large").await; }
+                Err(e) => panic!("{path}: {e}"),
+            }
+        }
+        app.shutdown().await.ok();
+    }
+}

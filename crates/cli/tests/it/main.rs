@@ -1,0 +1,30 @@
+//! End-to-end tests of Strongroom through the interfaces a user touches:
+//! HTTPS on a real listener and the `strongroom` binary, on SQLite and on
+//! PostgreSQL. Each module says what belongs in it.
+
+mod binary;
+mod errors;
+mod migrations;
+mod ops;
+mod organisations;
+mod shutdown;
+mod tidy;
+mod tls;
+
+/// Runs the built `strongroom` binary with the given arguments and extra
+/// environment, returning (exit code, stdout, stderr).
+pub fn strongroom(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.output() {
+        Ok(out) => (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Err(e) => panic!("cannot run strongroom: {e}"),
+    }
+}

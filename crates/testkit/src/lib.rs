@@ -1,0 +1,219 @@
+//! Test helpers: `spawn_app(Backend)` starts Strongroom in-process on port 0
+//! over a fresh SQLite file or a fresh PostgreSQL database, with a client
+//! that trusts the generated CA; `TestDb` gives a fresh store alone.
+//!
+//! PostgreSQL tests need `STRONGROOM_TEST_DATABASE_URL`, the admin URL of a
+//! throwaway cluster that `scripts/test` starts. Without it they fail; they
+//! never skip.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use server::config::{Config, Overrides};
+use tempfile::TempDir;
+
+/// The environment variable naming the throwaway PostgreSQL cluster.
+pub const PG_ENV: &str = "STRONGROOM_TEST_DATABASE_URL";
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend from an async body taking a `Backend`:
+///
+/// ```ignore
+/// backend_tests! {
+///     async fn serves_health(backend) { ... }
+/// }
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($($(#[$meta:meta])* async fn $name:ident($backend:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($backend: $crate::Backend) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { run($crate::Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { run($crate::Backend::Postgres).await }
+        }
+    )*};
+}
+
+/// A fresh, empty store: a temporary data directory, plus a new database in
+/// the throwaway cluster for PostgreSQL.
+#[derive(Debug)]
+pub struct TestDb {
+    pub backend: Backend,
+    pub dir: TempDir,
+    pub database_url: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("strongroom-test-")
+            .tempdir()?;
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(create_pg_database().await?),
+        };
+        Ok(Self {
+            backend,
+            dir,
+            database_url,
+        })
+    }
+
+    /// The data directory (the SQLite file, TLS material, blobs, backups).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Overrides that point a configuration at this store, listening on a
+    /// free loopback port.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: Some(self.data_dir()),
+            database_url: self.database_url.clone(),
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        }
+    }
+
+    /// A validated configuration for this store.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Config::load(&self.overrides()).map_err(anyhow::Error::from)
+    }
+
+    /// Opens the store directly, bypassing HTTP.
+    pub async fn open_store(&self) -> anyhow::Result<store::Store> {
+        server::prepare_data_dir(&self.data_dir())?;
+        server::open_store(&self.config()?).await
+    }
+}
+
+/// Creates a uniquely named database in the throwaway cluster and returns
+/// its URL.
+async fn create_pg_database() -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let admin = std::env::var(PG_ENV).with_context(|| {
+        format!(
+            "PostgreSQL tests need {PG_ENV}: run scripts/test, which starts a throwaway cluster"
+        )
+    })?;
+    let name = format!("sr_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .with_context(|| format!("cannot reach the test cluster named by {PG_ENV}"))?;
+    // The name is generated above from hex digits only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let mut url = url::Url::parse(&admin)?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}
+
+/// A running in-process server and a client that trusts it.
+#[derive(Debug)]
+pub struct TestApp {
+    pub db: TestDb,
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    running: Option<server::Running>,
+}
+
+/// Starts the app on a fresh store of the given backend.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    match spawn_app_with(backend, |_| {}).await {
+        Ok(app) => app,
+        Err(e) => panic!("spawn_app({backend:?}) failed: {e:#}"),
+    }
+}
+
+/// Starts the app with the configuration adjusted by `tweak`.
+pub async fn spawn_app_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Overrides),
+) -> anyhow::Result<TestApp> {
+    let db = TestDb::new(backend).await?;
+    let mut overrides = db.overrides();
+    tweak(&mut overrides);
+    let config = Config::load(&overrides)?;
+    let running = server::start(&config).await?;
+    let ca = running.ca_file().context("a generated CA")?.to_owned();
+    let client = client_trusting(&ca)?;
+    Ok(TestApp {
+        db,
+        addr: running.local_addr(),
+        client,
+        running: Some(running),
+    })
+}
+
+impl TestApp {
+    /// `https://localhost:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.addr.port())
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        match self.client.get(self.url(path)).send().await {
+            Ok(r) => r,
+            Err(e) => panic!("GET {path}: {e:#}"),
+        }
+    }
+
+    /// The generated CA certificate file.
+    pub fn ca_file(&self) -> PathBuf {
+        self.db.data_dir().join("tls/ca.pem")
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        match self.running.take() {
+            Some(r) => r.shutdown().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A rustls client configuration (ring provider, default versions) that
+/// trusts only the given CA.
+pub fn rustls_client_config(ca_file: &Path) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file)? {
+        roots.add(cert?)?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// An HTTPS client that trusts only the given CA.
+pub fn client_trusting(ca_file: &Path) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls_client_config(ca_file)?)
+        .https_only(true)
+        .build()?)
+}
+
+/// A client for plain `http://` URLs, to show nothing answers there.
+pub fn plain_http_client() -> reqwest::Client {
+    // Either this process installed ring already, or the call installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
