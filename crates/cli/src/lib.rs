@@ -60,8 +60,8 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let running = server::start(&config).await?;
         print_banner(&config, &running);
-        wait_for_signal().await?;
-        running.shutdown().await
+        let mut signals = Signals::listen()?;
+        running.run_until(async move { signals.recv().await }).await
     })
 }
 
@@ -88,12 +88,25 @@ fn print_banner(config: &Config, running: &server::Running) {
     println!("  Stop:    Ctrl-C or SIGTERM (in-flight requests finish first)");
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
+/// SIGTERM and SIGINT, registered before serving so none is missed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -93,7 +93,7 @@ pub fn with_layers(routes: Router, limits: &HttpLimits) -> Router {
             .layer(middleware::from_fn(problem::problemise))
             .layer(CatchPanicLayer::custom(problem::from_panic))
             .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
+                StatusCode::SERVICE_UNAVAILABLE,
                 limits.request_timeout,
             ))
             .layer(RequestBodyLimitLayer::new(body_limit))
@@ -197,6 +197,22 @@ impl Running {
             .context("server stopped with an error")?;
         tracing::info!("stopped");
         Ok(())
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully. Returns
+    /// early, with the error, if the server stops by itself.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            () = signal => self.shutdown().await,
+            served = &mut self.task => {
+                self.engine.shutdown().await;
+                served.context("server task failed")?.context("server stopped with an error")?;
+                anyhow::bail!("the server stopped without being asked to")
+            }
+        }
     }
 
     /// Graceful shutdown from start to end.

@@ -87,7 +87,9 @@ impl Kind {
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
-            StatusCode::REQUEST_TIMEOUT => Self::Timeout,
+            // The timeout layer is the only source of a bare 503; readiness
+            // failures are already problem details.
+            StatusCode::SERVICE_UNAVAILABLE => Self::Timeout,
             StatusCode::INTERNAL_SERVER_ERROR => Self::Internal,
             other => Self::Other(other),
         }

@@ -2,7 +2,10 @@
 //! bodies all answer RFC 9457 problem details with a stable type. (Malformed
 //! JSON bodies are covered beside the extractor, in `server::json`.)
 
-use testkit::{backend_tests, spawn_app, spawn_app_with};
+use std::time::Duration;
+
+use axum::routing::get;
+use testkit::{TestDb, backend_tests, client_trusting, spawn_app, spawn_app_with};
 
 /// Asserts a response is problem details of the given type and status.
 async fn assert_problem(
@@ -58,5 +61,27 @@ backend_tests! {
             }
         }
         app.shutdown().await.ok();
+    }
+}
+
+backend_tests! {
+    async fn a_request_over_the_time_limit_is_a_503_problem(backend) {
+        async fn slow() -> &'static str {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            "too late"
+        }
+        let db = TestDb::new(backend).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let mut overrides = db.overrides();
+        overrides.request_timeout_secs = Some(1);
+        let config = server::config::Config::load(&overrides).unwrap_or_else(|e| panic!("{e}"));
+        let extra = axum::Router::new().route("/test/slow", get(slow));
+        let running = server::start_with_routes(&config, extra).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let client = client_trusting(&db.data_dir().join("tls/ca.pem")).unwrap_or_else(|e| panic!("{e:#}"));
+        let res = client.get(format!("https://localhost:{}/test/slow", running.local_addr().port())).send().await;
+        match res {
+            Ok(res) => { assert_problem(res, 503, "timeout").await; }
+            Err(e) => panic!("{e}"),
+        }
+        running.shutdown().await.ok();
     }
 }
