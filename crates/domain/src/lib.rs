@@ -7,5 +7,5 @@
 mod id;
 mod org;
 
-pub use id::OrgId;
+pub use id::{OrgId, ProfileId};
 pub use org::{NewOrganisation, OrgName, OrgSlug, OrgStatus, Organisation, ParseError};
