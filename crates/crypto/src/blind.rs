@@ -21,7 +21,8 @@ pub fn hkdf_sha256(
 ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
     let (prk, hk) = Hkdf::<Sha256>::extract(Some(salt), ikm);
     let mut okm = vec![0u8; len];
-    hk.expand(info, &mut okm).map_err(|_| CryptoError::Kdf("HKDF output too long".into()))?;
+    hk.expand(info, &mut okm)
+        .map_err(|_| CryptoError::Kdf("HKDF output too long".into()))?;
     Ok((prk.to_vec(), okm))
 }
 
@@ -50,7 +51,10 @@ impl BlindIndexKey {
 
     /// The token for a field's normalised value.
     pub fn token(&self, field: &str, normalised: &[u8]) -> BlindToken {
-        BlindToken(hmac_sha256(self.0.expose_for_cipher(), &canonical(&[field.as_bytes(), normalised])))
+        BlindToken(hmac_sha256(
+            self.0.expose_for_cipher(),
+            &canonical(&[field.as_bytes(), normalised]),
+        ))
     }
 }
 

@@ -5,7 +5,9 @@
 //! constructors parse, there are no setters.
 
 mod id;
+mod key;
 mod org;
 
 pub use id::{OrgId, ProfileId};
+pub use key::KeyState;
 pub use org::{NewOrganisation, OrgName, OrgSlug, OrgStatus, Organisation, ParseError};
