@@ -10,16 +10,21 @@ mod sqlite;
 
 use std::path::PathBuf;
 
-use domain::{NewOrganisation, OrgId, OrgSlug, Organisation};
+use domain::{KeyState, OrgId, OrgSlug, Organisation};
 use time::OffsetDateTime;
 
 pub use migrate::{Applied, Migration, MigrationError, plan};
+pub use sqlite::connect_options as sqlite_connect_options;
 
 /// Where the store lives.
 #[derive(Clone)]
 pub enum StoreConfig {
-    /// The embedded database file.
-    Sqlite { path: PathBuf },
+    /// The embedded database file, page-encrypted with SQLCipher under
+    /// `key` (itself stored wrapped by the KMS root key).
+    Sqlite {
+        path: PathBuf,
+        key: zeroize::Zeroizing<[u8; 32]>,
+    },
     /// A PostgreSQL server; the URL may carry a password, so this type's
     /// `Debug` never prints it.
     Postgres { url: String, max_connections: u32 },
@@ -28,7 +33,11 @@ pub enum StoreConfig {
 impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Self::Sqlite { path, .. } => f
+                .debug_struct("Sqlite")
+                .field("path", path)
+                .field("key", &"[redacted]")
+                .finish(),
             Self::Postgres {
                 max_connections, ..
             } => f
@@ -97,7 +106,9 @@ impl Store {
     /// history that does not match this binary.
     pub async fn open(config: &StoreConfig) -> Result<Self> {
         let backend = match config {
-            StoreConfig::Sqlite { path } => Backend::Sqlite(sqlite::SqliteStore::open(path).await?),
+            StoreConfig::Sqlite { path, key } => {
+                Backend::Sqlite(sqlite::SqliteStore::open(path, key).await?)
+            }
             StoreConfig::Postgres {
                 url,
                 max_connections,
@@ -124,19 +135,46 @@ impl Store {
         dispatch!(self.applied_migrations())
     }
 
-    /// Creates an organisation; its slug must be unused.
-    pub async fn create_org(&self, new: &NewOrganisation) -> Result<Organisation> {
-        let now = now();
-        let org = Organisation {
-            id: OrgId::new(),
-            slug: new.slug.clone(),
-            name: new.name.clone(),
-            status: domain::OrgStatus::Active,
-            created_at: now,
-            updated_at: now,
-        };
-        dispatch!(self.insert_org(&org))?;
-        Ok(org)
+    /// Creates an organisation together with its first key, in one
+    /// transaction: there is never an organisation without a key. The slug
+    /// must be unused.
+    pub async fn create_org(&self, org: &Organisation, first_key: &OrgKeyRecord) -> Result<()> {
+        dispatch!(self.create_org(org, first_key))
+    }
+
+    /// Every key version of one organisation, oldest first.
+    pub async fn org_keys(&self, org: OrgId) -> Result<Vec<OrgKeyRecord>> {
+        dispatch!(self.org_keys(org))
+    }
+
+    /// Every organisation key of the deployment (for status and root-key
+    /// re-wrapping), by organisation then version.
+    pub async fn all_org_keys(&self) -> Result<Vec<OrgKeyRecord>> {
+        dispatch!(self.all_org_keys())
+    }
+
+    /// Adds a new active key version and retires the previous active one,
+    /// in one transaction. Fails with `Conflict` if the version exists.
+    pub async fn rotate_org_key(&self, new: &OrgKeyRecord) -> Result<()> {
+        dispatch!(self.rotate_org_key(new))
+    }
+
+    /// Replaces a key version's wrapped form (after a root-key rotation).
+    /// Returns false if the version was destroyed meanwhile.
+    pub async fn rewrap_org_key(
+        &self,
+        org: OrgId,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+    ) -> Result<bool> {
+        dispatch!(self.rewrap_org_key(org, version, wrapped, kms_key_id))
+    }
+
+    /// Crypto-shredding: erases every wrapped key version of an
+    /// organisation. Returns how many versions were destroyed.
+    pub async fn destroy_org_keys(&self, org: OrgId) -> Result<u64> {
+        dispatch!(self.destroy_org_keys(org))
     }
 
     pub async fn get_org(&self, id: OrgId) -> Result<Option<Organisation>> {
@@ -158,9 +196,25 @@ impl Store {
     }
 }
 
+/// One version of an organisation key as stored: wrapped by the KMS root
+/// key (or erased, once destroyed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgKeyRecord {
+    pub org_id: OrgId,
+    pub version: u32,
+    /// `None` once destroyed.
+    pub wrapped: Option<Vec<u8>>,
+    /// The backend and root key that wrapped it.
+    pub kms_backend: String,
+    pub kms_key_id: String,
+    pub state: KeyState,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
 /// The current time at the precision both backends keep (microseconds), so
 /// a value reads back equal to what was written.
-fn now() -> OffsetDateTime {
+pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
@@ -184,6 +238,36 @@ fn org_from_columns(
         slug: OrgSlug::parse(slug).map_err(corrupt)?,
         name: domain::OrgName::parse(name).map_err(corrupt)?,
         status: domain::OrgStatus::parse(status).map_err(corrupt)?,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Builds a key record from stored columns.
+#[allow(clippy::too_many_arguments)]
+fn org_key_from_columns(
+    org_id: uuid::Uuid,
+    version: i64,
+    wrapped: Option<Vec<u8>>,
+    kms_backend: String,
+    kms_key_id: String,
+    state: &str,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+) -> Result<OrgKeyRecord> {
+    Ok(OrgKeyRecord {
+        org_id: OrgId::from_uuid(org_id),
+        version: u32::try_from(version).map_err(|_| StoreError::Corrupt {
+            what: "organisation key",
+            why: "version out of range".into(),
+        })?,
+        wrapped,
+        kms_backend,
+        kms_key_id,
+        state: KeyState::parse(state).map_err(|e| StoreError::Corrupt {
+            what: "organisation key",
+            why: e.to_string(),
+        })?,
         created_at,
         updated_at,
     })

@@ -94,18 +94,32 @@ pub fn plan<'a>(
 }
 
 /// The SQLite migrations, in order.
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "organisations",
-    sql: include_str!("../migrations/sqlite/0001_organisations.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "organisations",
+        sql: include_str!("../migrations/sqlite/0001_organisations.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "org_keys",
+        sql: include_str!("../migrations/sqlite/0002_org_keys.sql"),
+    },
+];
 
 /// The PostgreSQL migrations, in order.
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "organisations",
-    sql: include_str!("../migrations/postgres/0001_organisations.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "organisations",
+        sql: include_str!("../migrations/postgres/0001_organisations.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "org_keys",
+        sql: include_str!("../migrations/postgres/0002_org_keys.sql"),
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 use crate::migrate::{self, Applied};
-use crate::{Result, StoreError, conflict_or, org_from_columns};
+use crate::{
+    OrgKeyRecord, Result, StoreError, conflict_or, org_from_columns, org_key_from_columns,
+};
 
 /// The advisory lock key held while migrating ("STRONGRM" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5354_524f_4e47_524d;
@@ -100,7 +102,8 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn insert_org(&self, org: &Organisation) -> Result<()> {
+    pub(crate) async fn create_org(&self, org: &Organisation, key: &OrgKeyRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO organisations (id, slug, name, status, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -111,10 +114,85 @@ impl PgStore {
         .bind(org.status.as_str())
         .bind(org.created_at)
         .bind(org.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "an organisation with this slug"))?;
+        insert_key(&mut tx, key).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn org_keys(&self, org: OrgId) -> Result<Vec<OrgKeyRecord>> {
+        sqlx::query(
+            "SELECT org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at
+             FROM org_keys WHERE org_id = $1 ORDER BY version",
+        )
+        .bind(org.as_uuid())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn all_org_keys(&self) -> Result<Vec<OrgKeyRecord>> {
+        sqlx::query(
+            "SELECT org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at
+             FROM org_keys ORDER BY org_id, version",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn rotate_org_key(&self, new: &OrgKeyRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE org_keys SET state = 'retired', updated_at = $1
+             WHERE org_id = $2 AND state = 'active'",
+        )
+        .bind(new.created_at)
+        .bind(new.org_id.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn rewrap_org_key(
+        &self,
+        org: OrgId,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE org_keys SET wrapped = $1, kms_key_id = $2, updated_at = $3
+             WHERE org_id = $4 AND version = $5 AND state <> 'destroyed'",
+        )
+        .bind(wrapped)
+        .bind(kms_key_id)
+        .bind(crate::now())
+        .bind(org.as_uuid())
+        .bind(i64::from(version))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn destroy_org_keys(&self, org: OrgId) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE org_keys SET wrapped = NULL, state = 'destroyed', updated_at = $1
+             WHERE org_id = $2 AND state <> 'destroyed'",
+        )
+        .bind(crate::now())
+        .bind(org.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub(crate) async fn get_org(&self, id: OrgId) -> Result<Option<Organisation>> {
@@ -180,6 +258,42 @@ fn org_from_row(r: &PgRow) -> Result<Organisation> {
         r.try_get("slug")?,
         r.try_get("name")?,
         r.try_get("status")?,
+        r.try_get("created_at")?,
+        r.try_get("updated_at")?,
+    )
+}
+
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key: &OrgKeyRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO org_keys (org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(key.org_id.as_uuid())
+    .bind(i64::from(key.version))
+    .bind(key.wrapped.as_deref())
+    .bind(&key.kms_backend)
+    .bind(&key.kms_key_id)
+    .bind(key.state.as_str())
+    .bind(key.created_at)
+    .bind(key.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict_or(e, "this organisation key version"))?;
+    Ok(())
+}
+
+fn key_from_row(r: &PgRow) -> Result<OrgKeyRecord> {
+    org_key_from_columns(
+        r.try_get("org_id")?,
+        r.try_get::<i64, _>("version")
+            .or_else(|_| r.try_get::<i32, _>("version").map(i64::from))?,
+        r.try_get("wrapped")?,
+        r.try_get("kms_backend")?,
+        r.try_get("kms_key_id")?,
+        r.try_get("state")?,
         r.try_get("created_at")?,
         r.try_get("updated_at")?,
     )

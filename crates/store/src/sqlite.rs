@@ -1,5 +1,6 @@
 //! The SQLite backend: the embedded default, one file in the data directory,
-//! WAL journal with full fsync so an acknowledged write survives `kill -9`.
+//! page-encrypted with SQLCipher, WAL journal with full fsync so an
+//! acknowledged write survives `kill -9`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,7 +13,26 @@ use sqlx::sqlite::{
 };
 
 use crate::migrate::{self, Applied};
-use crate::{Result, StoreError, conflict_or, org_from_columns};
+use crate::{
+    OrgKeyRecord, Result, StoreError, conflict_or, org_from_columns, org_key_from_columns,
+};
+
+/// Connection options for the encrypted database file: the SQLCipher key
+/// is the first pragma (sqlx keeps `key` first), statement logging is off so
+/// the key pragma can never reach a log.
+pub fn connect_options(path: &Path, key: &[u8; 32]) -> SqliteConnectOptions {
+    use sqlx::ConnectOptions;
+    let hex_key = zeroize::Zeroizing::new(hex::encode(key));
+    SqliteConnectOptions::new()
+        .filename(path)
+        .pragma("key", format!("\"x'{}'\"", hex_key.as_str()))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .log_statements(log::LevelFilter::Off)
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
@@ -20,20 +40,21 @@ pub(crate) struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub(crate) async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+    pub(crate) async fn open(path: &Path, key: &[u8; 32]) -> Result<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(connect_options(path, key))
             .await
             .map_err(|source| StoreError::Connect {
                 backend: "SQLite",
+                source,
+            })?;
+        // A wrong key surfaces on the first read as "file is not a database".
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&pool)
+            .await
+            .map_err(|source| StoreError::Connect {
+                backend: "SQLite (wrong database key, or not a Strongroom database)",
                 source,
             })?;
         let store = Self { pool };
@@ -101,7 +122,8 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn insert_org(&self, org: &Organisation) -> Result<()> {
+    pub(crate) async fn create_org(&self, org: &Organisation, key: &OrgKeyRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO organisations (id, slug, name, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -112,10 +134,85 @@ impl SqliteStore {
         .bind(org.status.as_str())
         .bind(org.created_at)
         .bind(org.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "an organisation with this slug"))?;
+        insert_key(&mut tx, key).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn org_keys(&self, org: OrgId) -> Result<Vec<OrgKeyRecord>> {
+        sqlx::query(
+            "SELECT org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at
+             FROM org_keys WHERE org_id = ? ORDER BY version",
+        )
+        .bind(org.as_uuid())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn all_org_keys(&self) -> Result<Vec<OrgKeyRecord>> {
+        sqlx::query(
+            "SELECT org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at
+             FROM org_keys ORDER BY org_id, version",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn rotate_org_key(&self, new: &OrgKeyRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE org_keys SET state = 'retired', updated_at = ?
+             WHERE org_id = ? AND state = 'active'",
+        )
+        .bind(new.created_at)
+        .bind(new.org_id.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+        insert_key(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn rewrap_org_key(
+        &self,
+        org: OrgId,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE org_keys SET wrapped = ?, kms_key_id = ?, updated_at = ?
+             WHERE org_id = ? AND version = ? AND state <> 'destroyed'",
+        )
+        .bind(wrapped)
+        .bind(kms_key_id)
+        .bind(crate::now())
+        .bind(org.as_uuid())
+        .bind(i64::from(version))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn destroy_org_keys(&self, org: OrgId) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE org_keys SET wrapped = NULL, state = 'destroyed', updated_at = ?
+             WHERE org_id = ? AND state <> 'destroyed'",
+        )
+        .bind(crate::now())
+        .bind(org.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub(crate) async fn get_org(&self, id: OrgId) -> Result<Option<Organisation>> {
@@ -165,6 +262,42 @@ fn org_from_row(r: &SqliteRow) -> Result<Organisation> {
         r.try_get("slug")?,
         r.try_get("name")?,
         r.try_get("status")?,
+        r.try_get("created_at")?,
+        r.try_get("updated_at")?,
+    )
+}
+
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key: &OrgKeyRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO org_keys (org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key.org_id.as_uuid())
+    .bind(i64::from(key.version))
+    .bind(key.wrapped.as_deref())
+    .bind(&key.kms_backend)
+    .bind(&key.kms_key_id)
+    .bind(key.state.as_str())
+    .bind(key.created_at)
+    .bind(key.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict_or(e, "this organisation key version"))?;
+    Ok(())
+}
+
+fn key_from_row(r: &SqliteRow) -> Result<OrgKeyRecord> {
+    org_key_from_columns(
+        r.try_get("org_id")?,
+        r.try_get::<i64, _>("version")
+            .or_else(|_| r.try_get::<i32, _>("version").map(i64::from))?,
+        r.try_get("wrapped")?,
+        r.try_get("kms_backend")?,
+        r.try_get("kms_key_id")?,
+        r.try_get("state")?,
         r.try_get("created_at")?,
         r.try_get("updated_at")?,
     )
