@@ -3,10 +3,20 @@
 //!
 //! Architecture invariant: authorisation is decided here, by one policy
 //! function, for every caller; `server` authenticates but does not decide.
-//! Today the engine owns the store and answers readiness; the use cases
-//! arrive with identity, keys and profiles.
+//! Today the engine owns the store and the key hierarchy; identity,
+//! profiles and audit arrive with their issues.
 
+pub mod keys;
+
+use std::sync::Arc;
+
+use domain::{NewOrganisation, OrgSlug, Organisation};
+use kms::Kms;
 use store::Store;
+
+pub use keys::{
+    CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver,
+};
 
 /// Why the engine cannot serve requests right now.
 #[derive(Debug, thiserror::Error)]
@@ -18,17 +28,42 @@ pub enum NotReady {
         backend: &'static str,
         source: store::StoreError,
     },
+    /// The key backend does not answer.
+    #[error("the {backend} key backend is unavailable")]
+    Kms {
+        backend: &'static str,
+        source: kms::KmsError,
+    },
+}
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("no organisation {0}")]
+    NoSuchOrg(String),
 }
 
 /// The application core shared by every interface.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
+    keys: Arc<Keys>,
 }
 
 impl Engine {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, kms: Arc<Kms>, cache: CacheSettings) -> Self {
+        let keys = Arc::new(Keys::new(
+            kms,
+            store.clone(),
+            cache,
+            Arc::new(MetricsObserver),
+        ));
+        Self { store, keys }
     }
 
     /// `sqlite` or `postgres`.
@@ -36,12 +71,50 @@ impl Engine {
         self.store.backend_name()
     }
 
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// Whether every dependency needed to serve requests answers.
     pub async fn readiness(&self) -> Result<(), NotReady> {
         self.store.ping().await.map_err(|source| NotReady::Store {
             backend: self.store.backend_name(),
             source,
+        })?;
+        let kms = self.keys.kms();
+        kms.health().await.map_err(|source| NotReady::Kms {
+            backend: kms.info().backend,
+            source,
         })
+    }
+
+    /// Creates an organisation with version 1 of its key, atomically.
+    pub async fn create_org(&self, new: &NewOrganisation) -> Result<Organisation, EngineError> {
+        let now = store::now();
+        let org = Organisation {
+            id: domain::OrgId::new(),
+            slug: new.slug.clone(),
+            name: new.name.clone(),
+            status: domain::OrgStatus::Active,
+            created_at: now,
+            updated_at: now,
+        };
+        let (key, record) = self.keys.new_org_key(org.id).await?;
+        self.store.create_org(&org, &record).await?;
+        self.keys.created(org.id, record.version, key);
+        Ok(org)
+    }
+
+    pub async fn list_orgs(&self) -> Result<Vec<Organisation>, EngineError> {
+        Ok(self.store.list_orgs().await?)
+    }
+
+    /// The organisation with this slug, or `NoSuchOrg`.
+    pub async fn org_by_slug(&self, slug: &OrgSlug) -> Result<Organisation, EngineError> {
+        self.store
+            .find_org_by_slug(slug)
+            .await?
+            .ok_or_else(|| EngineError::NoSuchOrg(slug.to_string()))
     }
 
     /// Closes the store once in-flight work has finished.

@@ -1,0 +1,406 @@
+//! The key hierarchy at work: organisation keys created with their
+//! organisation, unwrapped through the KMS into a bounded, expiring cache,
+//! rotated, re-wrapped after a root-key rotation, and destroyed
+//! (crypto-shredding). Every KMS call and unwrap is reported through one
+//! hook, `KeyObserver`, which the audit trail will take over.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crypto::{Key256, KeyContext, KeyVersion};
+use domain::{KeyState, OrgId};
+use kms::{Kms, KmsError, KmsInfo, WrappedKey};
+use store::{OrgKeyRecord, Store, StoreError};
+
+/// Why a key could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The KMS cannot be reached: answer 503 and retry later, never fall
+    /// back to anything.
+    #[error("the key service is unavailable")]
+    KmsUnavailable(#[source] KmsError),
+    /// The organisation has no key (it does not exist).
+    #[error("no key for this organisation")]
+    NoKey,
+    /// The organisation's keys were destroyed: its data is unreadable for good.
+    #[error("this organisation's keys were destroyed")]
+    Destroyed,
+    #[error(transparent)]
+    Kms(KmsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+}
+
+impl From<KmsError> for KeyError {
+    fn from(e: KmsError) -> Self {
+        if e.is_unavailable() {
+            Self::KmsUnavailable(e)
+        } else {
+            Self::Kms(e)
+        }
+    }
+}
+
+/// One event in a key's life, reported to the observer. Identifiers only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyEvent {
+    /// An organisation key version was created and wrapped.
+    Created { org: OrgId, version: u32 },
+    /// An organisation key version was unwrapped through the KMS.
+    Unwrapped { org: OrgId, version: u32 },
+    /// An organisation key version was re-wrapped under a new root key.
+    Rewrapped { org: OrgId, version: u32 },
+    /// An organisation's keys were destroyed.
+    Destroyed { org: OrgId, versions: u64 },
+    /// A KMS call failed.
+    Failed { org: Option<OrgId>, reason: String },
+}
+
+/// Receives every key event.
+pub trait KeyObserver: Send + Sync + std::fmt::Debug {
+    fn observe(&self, backend: &'static str, event: &KeyEvent);
+}
+
+/// The default observer: Prometheus counters and a debug log line.
+#[derive(Debug, Default)]
+pub struct MetricsObserver;
+
+impl KeyObserver for MetricsObserver {
+    fn observe(&self, backend: &'static str, event: &KeyEvent) {
+        let kind = match event {
+            KeyEvent::Created { .. } => "created",
+            KeyEvent::Unwrapped { .. } => "unwrapped",
+            KeyEvent::Rewrapped { .. } => "rewrapped",
+            KeyEvent::Destroyed { .. } => "destroyed",
+            KeyEvent::Failed { .. } => "failed",
+        };
+        metrics::counter!("strongroom_key_events_total", "event" => kind, "backend" => backend)
+            .increment(1);
+        tracing::debug!(?event, backend, "key event");
+    }
+}
+
+/// How long unwrapped organisation keys stay in memory, and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub max_entries: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// Unwrapped keys by (organisation, version). Keys zeroize when the last
+/// `Arc` drops, so eviction wipes them once no request holds them.
+#[derive(Debug, Default)]
+struct Cache {
+    entries: HashMap<(OrgId, u32), (Instant, Arc<Key256>)>,
+}
+
+/// The organisation keys of one deployment.
+#[derive(Debug)]
+pub struct Keys {
+    kms: Arc<Kms>,
+    store: Store,
+    settings: CacheSettings,
+    cache: Mutex<Cache>,
+    observer: Arc<dyn KeyObserver>,
+}
+
+/// What `destroy` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestroyReport {
+    pub org: OrgId,
+    pub versions_destroyed: u64,
+    /// Whether a check afterwards found no version of the key left to unwrap.
+    pub verified_unreadable: bool,
+}
+
+/// The state of every organisation key, for `keys status`.
+#[derive(Clone, Debug)]
+pub struct KeyStatus {
+    pub kms: KmsInfo,
+    pub keys: Vec<OrgKeyRecord>,
+    /// Key versions still wrapped by an older root key version.
+    pub pending_root_rewrap: usize,
+}
+
+impl Keys {
+    pub fn new(
+        kms: Arc<Kms>,
+        store: Store,
+        settings: CacheSettings,
+        observer: Arc<dyn KeyObserver>,
+    ) -> Self {
+        Self {
+            kms,
+            store,
+            settings,
+            cache: Mutex::new(Cache::default()),
+            observer,
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        self.kms.info().backend
+    }
+
+    fn report(&self, event: KeyEvent) {
+        self.observer.observe(self.backend(), &event);
+    }
+
+    fn failed(&self, org: Option<OrgId>, e: KmsError) -> KeyError {
+        self.report(KeyEvent::Failed {
+            org,
+            reason: e.to_string(),
+        });
+        e.into()
+    }
+
+    pub fn kms(&self) -> &Kms {
+        &self.kms
+    }
+
+    /// Makes and wraps version 1 of a new organisation's key; the caller
+    /// stores the record with the organisation.
+    pub(crate) async fn new_org_key(
+        &self,
+        org: OrgId,
+    ) -> Result<(Arc<Key256>, OrgKeyRecord), KeyError> {
+        let (key, record) = self.wrap_new_version(org, KeyVersion::FIRST).await?;
+        Ok((key, record))
+    }
+
+    async fn wrap_new_version(
+        &self,
+        org: OrgId,
+        version: KeyVersion,
+    ) -> Result<(Arc<Key256>, OrgKeyRecord), KeyError> {
+        let ctx = KeyContext::org_key(org, version);
+        let (key, wrapped) = self
+            .kms
+            .generate_data_key(&ctx)
+            .await
+            .map_err(|e| self.failed(Some(org), e))?;
+        let info = self.kms.info();
+        let now = store::now();
+        let record = OrgKeyRecord {
+            org_id: org,
+            version: version.get(),
+            wrapped: Some(wrapped.0),
+            kms_backend: info.backend.to_owned(),
+            kms_key_id: info.key_id,
+            state: KeyState::Active,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok((Arc::new(key), record))
+    }
+
+    /// Remembers a key created by this process.
+    pub(crate) fn created(&self, org: OrgId, version: u32, key: Arc<Key256>) {
+        self.report(KeyEvent::Created { org, version });
+        self.remember(org, version, key);
+    }
+
+    fn remember(&self, org: OrgId, version: u32, key: Arc<Key256>) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        if cache.entries.len() >= self.settings.max_entries {
+            let oldest = cache
+                .entries
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                cache.entries.remove(&oldest);
+            }
+        }
+        if self.settings.max_entries > 0 {
+            cache.entries.insert((org, version), (Instant::now(), key));
+        }
+    }
+
+    fn cached(&self, org: OrgId, version: u32) -> Option<Arc<Key256>> {
+        let mut cache = self.cache.lock().ok()?;
+        match cache.entries.get(&(org, version)) {
+            Some((at, key)) if at.elapsed() < self.settings.ttl => Some(Arc::clone(key)),
+            Some(_) => {
+                cache.entries.remove(&(org, version));
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn forget_org(&self, org: OrgId) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.entries.retain(|(o, _), _| *o != org);
+        }
+    }
+
+    /// How many unwrapped keys are in memory.
+    pub fn cached_count(&self) -> usize {
+        self.cache.lock().map(|c| c.entries.len()).unwrap_or(0)
+    }
+
+    /// One version of an organisation's key, from the cache or unwrapped
+    /// through the KMS.
+    pub async fn org_key(&self, org: OrgId, version: u32) -> Result<Arc<Key256>, KeyError> {
+        if let Some(key) = self.cached(org, version) {
+            return Ok(key);
+        }
+        let records = self.store.org_keys(org).await?;
+        let record = records
+            .iter()
+            .find(|r| r.version == version)
+            .ok_or(KeyError::NoKey)?;
+        self.unwrap_record(record).await
+    }
+
+    /// The active version of an organisation's key.
+    pub async fn current_org_key(&self, org: OrgId) -> Result<(u32, Arc<Key256>), KeyError> {
+        let records = self.store.org_keys(org).await?;
+        if records.is_empty() {
+            return Err(KeyError::NoKey);
+        }
+        let record = records
+            .iter()
+            .rev()
+            .find(|r| r.state == KeyState::Active)
+            .ok_or(KeyError::Destroyed)?;
+        if let Some(key) = self.cached(org, record.version) {
+            return Ok((record.version, key));
+        }
+        Ok((record.version, self.unwrap_record(record).await?))
+    }
+
+    async fn unwrap_record(&self, record: &OrgKeyRecord) -> Result<Arc<Key256>, KeyError> {
+        let org = record.org_id;
+        let wrapped = record.wrapped.clone().ok_or(KeyError::Destroyed)?;
+        let version = KeyVersion::new(record.version).ok_or(KeyError::NoKey)?;
+        let key = self
+            .kms
+            .unwrap(&WrappedKey(wrapped), &KeyContext::org_key(org, version))
+            .await
+            .map_err(|e| self.failed(Some(org), e))?;
+        let key = Arc::new(key);
+        self.report(KeyEvent::Unwrapped {
+            org,
+            version: record.version,
+        });
+        self.remember(org, record.version, Arc::clone(&key));
+        Ok(key)
+    }
+
+    /// Adds a key version; new data uses it, older versions keep
+    /// decrypting.
+    pub async fn rotate_org(&self, org: OrgId) -> Result<u32, KeyError> {
+        let records = self.store.org_keys(org).await?;
+        let newest = records.last().ok_or(KeyError::NoKey)?;
+        if newest.state == KeyState::Destroyed {
+            return Err(KeyError::Destroyed);
+        }
+        let version = KeyVersion::new(newest.version)
+            .ok_or(KeyError::NoKey)?
+            .next();
+        let (key, record) = self.wrap_new_version(org, version).await?;
+        self.store.rotate_org_key(&record).await?;
+        self.created(org, version.get(), key);
+        Ok(version.get())
+    }
+
+    /// Rotates the root key where the backend allows, then re-wraps every
+    /// organisation key under it. Returns (new root version, re-wrapped).
+    pub async fn rotate_root(&self) -> Result<(u32, usize), KeyError> {
+        let version = self
+            .kms
+            .rotate_root()
+            .await
+            .map_err(|e| self.failed(None, e))?;
+        let rewrapped = self.rewrap_all().await?;
+        Ok((version, rewrapped))
+    }
+
+    /// Re-wraps every live key version not yet wrapped by the current root
+    /// key. Safe to repeat: it resumes where it stopped.
+    pub async fn rewrap_all(&self) -> Result<usize, KeyError> {
+        let current = self.kms.info().key_id;
+        let mut done = 0;
+        for record in self.store.all_org_keys().await? {
+            if record.state == KeyState::Destroyed || record.kms_key_id == current {
+                continue;
+            }
+            let key = self.unwrap_record(&record).await?;
+            let version = KeyVersion::new(record.version).ok_or(KeyError::NoKey)?;
+            let ctx = KeyContext::org_key(record.org_id, version);
+            let wrapped = self
+                .kms
+                .wrap(&key, &ctx)
+                .await
+                .map_err(|e| self.failed(Some(record.org_id), e))?;
+            if self
+                .store
+                .rewrap_org_key(record.org_id, record.version, &wrapped.0, &current)
+                .await?
+            {
+                self.report(KeyEvent::Rewrapped {
+                    org: record.org_id,
+                    version: record.version,
+                });
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Crypto-shredding: erases every wrapped version of an organisation's
+    /// key and forgets any unwrapped copy, then checks none can be had.
+    pub async fn destroy_org(&self, org: OrgId) -> Result<DestroyReport, KeyError> {
+        let versions_destroyed = self.store.destroy_org_keys(org).await?;
+        self.forget_org(org);
+        self.report(KeyEvent::Destroyed {
+            org,
+            versions: versions_destroyed,
+        });
+        let mut verified_unreadable = true;
+        for record in self.store.org_keys(org).await? {
+            verified_unreadable &= record.wrapped.is_none()
+                && matches!(
+                    self.org_key(org, record.version).await,
+                    Err(KeyError::Destroyed)
+                );
+        }
+        Ok(DestroyReport {
+            org,
+            versions_destroyed,
+            verified_unreadable,
+        })
+    }
+
+    /// Every key version and how far root re-wrapping has got.
+    pub async fn status(&self) -> Result<KeyStatus, KeyError> {
+        let kms = self.kms.info();
+        let keys = self.store.all_org_keys().await?;
+        let pending_root_rewrap = keys
+            .iter()
+            .filter(|k| k.state != KeyState::Destroyed && k.kms_key_id != kms.key_id)
+            .count();
+        Ok(KeyStatus {
+            kms,
+            keys,
+            pending_root_rewrap,
+        })
+    }
+}
