@@ -17,7 +17,7 @@ use crypto::{Key256, KeyContext};
 
 #[cfg(feature = "aws")]
 pub use aws::{AwsKms, AwsKmsConfig};
-pub use local::{LocalKms, UnsealSecret};
+pub use local::{LocalKms, UnsealSecret, create_private_dir, write_private};
 pub use pkcs11::{Pkcs11Config, Pkcs11Kms};
 pub use transit::{TransitConfig, TransitKms};
 

@@ -28,6 +28,12 @@ pub const KNOWN_ENV: &[&str] = &[
     "STRONGROOM_SHUTDOWN_GRACE_SECS",
     "STRONGROOM_DATABASE_MAX_CONNECTIONS",
     "STRONGROOM_LOG",
+    "STRONGROOM_DEV",
+    "STRONGROOM_KMS_BACKEND",
+    "STRONGROOM_UNSEAL_KEY_FILE",
+    "STRONGROOM_UNSEAL_PASSPHRASE",
+    "STRONGROOM_PKCS11_PIN",
+    "STRONGROOM_TRANSIT_TOKEN",
 ];
 
 /// Variables with this prefix belong to the test harness, not the product.
@@ -86,6 +92,64 @@ struct FileConfig {
     http: FileHttp,
     #[serde(default)]
     log: FileLog,
+    #[serde(default)]
+    kms: FileKms,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKms {
+    backend: Option<String>,
+    cache_ttl_secs: Option<u64>,
+    cache_max_entries: Option<usize>,
+    #[serde(default)]
+    local: FileKmsLocal,
+    pkcs11: Option<FileKmsPkcs11>,
+    transit: Option<FileKmsTransit>,
+    aws: Option<FileKmsAws>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKmsLocal {
+    unseal_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKmsPkcs11 {
+    module: PathBuf,
+    token_label: String,
+    #[serde(default = "default_key_label")]
+    key_label: String,
+    pin_file: Option<PathBuf>,
+}
+
+fn default_key_label() -> String {
+    "strongroom-root".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKmsTransit {
+    address: String,
+    #[serde(default = "default_mount")]
+    mount: String,
+    key: String,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+}
+
+fn default_mount() -> String {
+    "transit".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKmsAws {
+    key_id: String,
+    region: Option<String>,
+    endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +195,10 @@ pub struct Overrides {
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub log_level: Option<String>,
+    pub kms_backend: Option<String>,
+    pub unseal_key_file: Option<PathBuf>,
+    /// `--dev`: the unseal key is kept in the data directory.
+    pub dev: bool,
 }
 
 /// A PostgreSQL URL. Holds a credential, so it prints redacted.
@@ -186,6 +254,52 @@ pub enum TlsSource {
     Generated { names: Vec<String> },
 }
 
+/// Which key backend holds the root key, and how to reach it. Secrets (PIN,
+/// token, passphrase) are never in here: they are read from the files named
+/// or from the environment when the backend is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KmsBackend {
+    /// The sealed keystore in `DATA_DIR/keystore`.
+    Local { unseal_key_file: Option<PathBuf> },
+    Pkcs11 {
+        module: PathBuf,
+        token_label: String,
+        key_label: String,
+        pin_file: Option<PathBuf>,
+    },
+    Transit {
+        address: String,
+        mount: String,
+        key: String,
+        token_file: Option<PathBuf>,
+        ca_file: Option<PathBuf>,
+    },
+    Aws {
+        key_id: String,
+        region: Option<String>,
+        endpoint: Option<String>,
+    },
+}
+
+impl KmsBackend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Local { .. } => "local",
+            Self::Pkcs11 { .. } => "pkcs11",
+            Self::Transit { .. } => "transit",
+            Self::Aws { .. } => "aws-kms",
+        }
+    }
+}
+
+/// The key backend and the cache of unwrapped organisation keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsSettings {
+    pub backend: KmsBackend,
+    pub cache_ttl: Duration,
+    pub cache_max_entries: usize,
+}
+
 /// Limits that protect the HTTP listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -213,6 +327,10 @@ pub struct Config {
     pub tls: TlsSource,
     pub http: HttpLimits,
     pub log_level: String,
+    pub kms: KmsSettings,
+    /// Development mode: the local keystore's unseal key is kept in the data
+    /// directory. Never for real data.
+    pub dev: bool,
 }
 
 impl Config {
@@ -228,7 +346,7 @@ impl Config {
 
     /// Parses a config file's text with the overrides laid over it.
     pub fn from_toml(text: &str, overrides: &Overrides) -> Result<Self, ConfigErrors> {
-        let file = toml::from_str(text).map_err(|e| one("config file", e.message().to_owned()))?;
+        let file = parse_toml(text).map_err(|m| one("config file", m))?;
         Self::resolve(file, overrides)
     }
 
@@ -358,6 +476,8 @@ impl Config {
             ));
         }
 
+        let kms = resolve_kms(file.kms, o, &data_dir, &mut errors);
+
         let (listen, database, tls) = match (listen, database, tls) {
             (Ok(l), Ok(d), Ok(t)) if errors.is_empty() => (l, d, t),
             (l, d, t) => {
@@ -376,6 +496,8 @@ impl Config {
                 shutdown_grace,
             },
             log_level,
+            kms,
+            dev: o.dev,
         })
     }
 
@@ -391,6 +513,16 @@ impl Config {
             tls: TlsView<'a>,
             http: HttpView,
             log: LogView<'a>,
+            kms: KmsView,
+            dev: bool,
+        }
+        #[derive(Serialize)]
+        struct KmsView {
+            backend: &'static str,
+            cache_ttl_secs: u64,
+            cache_max_entries: usize,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<String>,
         }
         #[derive(Serialize)]
         struct DbView {
@@ -471,9 +603,177 @@ impl Config {
             log: LogView {
                 level: &self.log_level,
             },
+            kms: KmsView {
+                backend: self.kms.backend.name(),
+                cache_ttl_secs: self.kms.cache_ttl.as_secs(),
+                cache_max_entries: self.kms.cache_max_entries,
+                detail: match &self.kms.backend {
+                    KmsBackend::Local { unseal_key_file } => unseal_key_file
+                        .as_ref()
+                        .map(|f| format!("unseal key file {}", f.display())),
+                    KmsBackend::Pkcs11 {
+                        module,
+                        token_label,
+                        key_label,
+                        ..
+                    } => Some(format!(
+                        "module {}, token {token_label}, key {key_label}",
+                        module.display()
+                    )),
+                    KmsBackend::Transit {
+                        address,
+                        mount,
+                        key,
+                        ..
+                    } => Some(format!("{address} {mount}/{key}")),
+                    KmsBackend::Aws { key_id, region, .. } => Some(format!(
+                        "{key_id} in {}",
+                        region.as_deref().unwrap_or("the default region")
+                    )),
+                },
+            },
+            dev: self.dev,
         };
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# could not render: {e}\n"))
     }
+}
+
+/// Resolves the `[kms]` section, pushing an error naming the setting for
+/// anything missing or unsafe.
+fn resolve_kms(
+    file: FileKms,
+    o: &Overrides,
+    data_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> KmsSettings {
+    let name = o
+        .kms_backend
+        .clone()
+        .or(file.backend)
+        .unwrap_or_else(|| "local".into());
+    let missing = |section: &str| {
+        ConfigError::new(
+            format!("kms.{section}"),
+            format!("required when kms.backend = {name:?}"),
+        )
+    };
+    let backend = match name.as_str() {
+        "local" => {
+            let unseal_key_file = o.unseal_key_file.clone().or(file.local.unseal_key_file);
+            if let Some(f) = &unseal_key_file {
+                if inside(f, data_dir) {
+                    errors.push(ConfigError::new(
+                        "kms.local.unseal_key_file",
+                        "must be kept apart from the data directory (a copy of the data directory would carry its own key)",
+                    ));
+                }
+            }
+            KmsBackend::Local { unseal_key_file }
+        }
+        "pkcs11" => match file.pkcs11 {
+            Some(p) => KmsBackend::Pkcs11 {
+                module: p.module,
+                token_label: p.token_label,
+                key_label: p.key_label,
+                pin_file: p.pin_file,
+            },
+            None => {
+                errors.push(missing("pkcs11"));
+                KmsBackend::Local {
+                    unseal_key_file: None,
+                }
+            }
+        },
+        "transit" => match file.transit {
+            Some(t) => {
+                if !(t.address.starts_with("https://") || is_loopback_url(&t.address)) {
+                    errors.push(ConfigError::new(
+                        "kms.transit.address",
+                        "must use https:// unless the server is on this host",
+                    ));
+                }
+                KmsBackend::Transit {
+                    address: t.address,
+                    mount: t.mount,
+                    key: t.key,
+                    token_file: t.token_file,
+                    ca_file: t.ca_file,
+                }
+            }
+            None => {
+                errors.push(missing("transit"));
+                KmsBackend::Local {
+                    unseal_key_file: None,
+                }
+            }
+        },
+        "aws-kms" => match file.aws {
+            Some(a) => KmsBackend::Aws {
+                key_id: a.key_id,
+                region: a.region,
+                endpoint: a.endpoint,
+            },
+            None => {
+                errors.push(missing("aws"));
+                KmsBackend::Local {
+                    unseal_key_file: None,
+                }
+            }
+        },
+        other => {
+            errors.push(ConfigError::new(
+                "kms.backend",
+                format!("{other:?} is not one of local, pkcs11, transit, aws-kms"),
+            ));
+            KmsBackend::Local {
+                unseal_key_file: None,
+            }
+        }
+    };
+    if o.dev && !matches!(backend, KmsBackend::Local { .. }) {
+        errors.push(ConfigError::new(
+            "dev",
+            "--dev applies to the local keystore only",
+        ));
+    }
+    let ttl = file.cache_ttl_secs.unwrap_or(300);
+    if !(1..=86_400).contains(&ttl) {
+        errors.push(ConfigError::new(
+            "kms.cache_ttl_secs",
+            "must be 1 to 86400 seconds",
+        ));
+    }
+    let cache_max_entries = file.cache_max_entries.unwrap_or(10_000);
+    if cache_max_entries > 1_000_000 {
+        errors.push(ConfigError::new(
+            "kms.cache_max_entries",
+            "must be at most 1000000",
+        ));
+    }
+    KmsSettings {
+        backend,
+        cache_ttl: Duration::from_secs(ttl),
+        cache_max_entries,
+    }
+}
+
+fn inside(path: &Path, dir: &Path) -> bool {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let dir = canon(dir);
+    path.parent()
+        .is_some_and(|parent| canon(parent).starts_with(&dir))
+}
+
+fn is_loopback_url(address: &str) -> bool {
+    url::Url::parse(address)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 /// Refuses `STRONGROOM_*` variables that Strongroom does not read.
@@ -501,7 +801,22 @@ fn one(setting: &str, message: impl Into<String>) -> ConfigErrors {
 fn read_file(path: &Path) -> Result<FileConfig, ConfigErrors> {
     let setting = format!("config file {}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| one(&setting, e.to_string()))?;
-    toml::from_str(&text).map_err(|e| one(&setting, e.message().to_owned()))
+    parse_toml(&text).map_err(|m| one(&setting, m))
+}
+
+/// Parses the file, naming the key path of a bad value (`kms.pkcs11: missing
+/// field ...`).
+fn parse_toml(text: &str) -> Result<FileConfig, String> {
+    let de = toml::Deserializer::parse(text).map_err(|e| e.message().to_owned())?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().message().to_owned();
+        if path.is_empty() || path == "." {
+            message
+        } else {
+            format!("{path}: {message}")
+        }
+    })
 }
 
 /// A data directory others can read or write would expose keys and data.
@@ -666,6 +981,32 @@ mod tests {
         assert!(
             shown.contains("REDACTED") && !shown.contains("hunter2"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn kms_settings_are_checked_by_name() {
+        check("[kms]\nbackend = 'vault'", "kms.backend");
+        check("[kms]\nbackend = 'pkcs11'", "kms.pkcs11");
+        check(
+            "[kms]\nbackend = 'transit'\n[kms.transit]\naddress = 'http://vault.example.com:8200'\nkey = 'k'",
+            "kms.transit.address",
+        );
+        check("[kms]\ncache_ttl_secs = 0", "kms.cache_ttl_secs");
+        check("[kms.pkcs11]\nmodule = '/x.so'", "kms.pkcs11");
+    }
+
+    #[test]
+    fn an_unseal_key_file_inside_the_data_directory_is_refused() {
+        let o = Overrides {
+            data_dir: Some("/tmp/sr-data".into()),
+            unseal_key_file: Some("/tmp/sr-data/keystore/unseal.key".into()),
+            ..Overrides::default()
+        };
+        let errs = errors_of("", &o);
+        assert!(
+            errs.iter().any(|e| e.contains("kms.local.unseal_key_file")),
+            "{errs:?}"
         );
     }
 

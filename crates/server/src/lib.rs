@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod json;
+pub mod keys;
 pub mod observe;
 pub mod ops;
 pub mod problem;
@@ -108,7 +109,7 @@ async fn not_found() -> Problem {
 /// Creates the data directory and its folders, private to this user.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    for sub in ["", "blobs", "backups", "tls"] {
+    for sub in ["", "blobs", "backups", "tls", keys::KEYSTORE_DIR] {
         let path = dir.join(sub);
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -119,11 +120,13 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the store the configuration names, applying migrations.
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// Opens the store the configuration names, applying migrations. The
+/// embedded database is opened with its key, unwrapped through `kms`.
+pub async fn open_store(config: &Config, kms: &kms::Kms) -> anyhow::Result<Store> {
     let store_config = match &config.database {
         Database::Embedded => StoreConfig::Sqlite {
-            path: config.data_dir.join("strongroom.db"),
+            path: keys::database_file(config),
+            key: keys::database_key(config, kms).await?,
         },
         Database::Postgres {
             url,
@@ -134,6 +137,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         },
     };
     Ok(Store::open(&store_config).await?)
+}
+
+/// A deployment's engine: key backend opened (created with `create`), store
+/// opened and migrated. What `serve` and every operator command start from.
+pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine> {
+    prepare_data_dir(&config.data_dir)?;
+    let kms = std::sync::Arc::new(keys::open_kms(config, create).await?);
+    let store = open_store(config, &kms).await?;
+    let cache = engine::CacheSettings {
+        ttl: config.kms.cache_ttl,
+        max_entries: config.kms.cache_max_entries,
+    };
+    Ok(Engine::new(store, kms, cache))
 }
 
 /// The TLS source, with a specific listen address added to the names of a
@@ -233,10 +249,8 @@ pub async fn start_with_routes(
     config: &Config,
     extra: Router<AppState>,
 ) -> anyhow::Result<Running> {
-    prepare_data_dir(&config.data_dir)?;
-    let store = open_store(config).await?;
-    let backend = store.backend_name();
-    let engine = Engine::new(store);
+    let engine = open_engine(config, config.dev).await?;
+    let backend = engine.backend_name();
     let tls = tls::load(&tls_source(config), &config.data_dir).context("tls")?;
 
     let listener = std::net::TcpListener::bind(config.listen)

@@ -25,6 +25,8 @@ pub enum Kind {
     InvalidBody,
     Timeout,
     NotReady,
+    /// The key backend cannot be reached; nothing falls back to plaintext.
+    KmsUnavailable,
     Internal,
     /// Any other client or server error status raised by a layer.
     Other(StatusCode),
@@ -58,6 +60,11 @@ impl Kind {
             ),
             Self::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
+            Self::KmsUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "kms-unavailable",
+                "Key service unavailable",
+            ),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Self::Other(status) => (
                 status,
