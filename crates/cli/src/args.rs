@@ -21,11 +21,66 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API over HTTPS (creates the data directory on first start).
+    /// Create a deployment: the key backend's root key (or the local sealed
+    /// keystore), the database key and the database.
+    Init(ConfigArgs),
+    /// Serve the API over HTTPS.
     Serve(ConfigArgs),
+    /// Manage organisations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Inspect and manage the key hierarchy.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the effective configuration, secrets redacted; exit non-zero if
     /// any setting is invalid or unsafe.
     CheckConfig(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organisation (and version 1 of its key).
+    Create {
+        /// URL-safe handle: 3-63 lowercase letters, digits, inner hyphens.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List organisations.
+    List(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show the key backend, every organisation key version and how far
+    /// root-key re-wrapping has got.
+    Status(ConfigArgs),
+    /// Add a version to an organisation's key; older versions keep decrypting.
+    Rotate {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Add a root key version and re-wrap every key under it.
+    RotateRoot(ConfigArgs),
+    /// Destroy an organisation's key for good (crypto-shredding): its data,
+    /// backups included, can never be decrypted again.
+    Destroy {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        /// The slug again, to confirm.
+        #[arg(long, value_name = "SLUG")]
+        confirm: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// Where the deployment is and how it is set up.
@@ -71,6 +126,17 @@ pub struct ConfigArgs {
     /// Log filter, such as info or server=debug [default: info].
     #[arg(long = "log", env = "STRONGROOM_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// The key backend: local, pkcs11, transit or aws-kms [default: local].
+    #[arg(long, env = "STRONGROOM_KMS_BACKEND", value_name = "BACKEND")]
+    pub kms_backend: Option<String>,
+    /// The file that unseals the local keystore; keep it outside the data
+    /// directory. Otherwise STRONGROOM_UNSEAL_PASSPHRASE, or a prompt.
+    #[arg(long, env = "STRONGROOM_UNSEAL_KEY_FILE", value_name = "FILE")]
+    pub unseal_key_file: Option<PathBuf>,
+    /// Development mode: keep the local keystore's unseal key in the data
+    /// directory and create the deployment on first start. Never for real data.
+    #[arg(long, env = "STRONGROOM_DEV")]
+    pub dev: bool,
 }
 
 impl ConfigArgs {
@@ -87,6 +153,9 @@ impl ConfigArgs {
             request_timeout_secs: self.request_timeout_secs,
             shutdown_grace_secs: self.shutdown_grace_secs,
             log_level: self.log_level.clone(),
+            kms_backend: self.kms_backend.clone(),
+            unseal_key_file: self.unseal_key_file.clone(),
+            dev: self.dev,
         }
     }
 }

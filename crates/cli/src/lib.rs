@@ -1,8 +1,9 @@
 //! The `strongroom` command line: parses arguments, loads and validates the
-//! configuration, and runs `serve`, `check-config` and the operator
+//! configuration, and runs `init`, `serve`, `check-config` and the operator
 //! commands. Errors print as a readable chain and exit non-zero.
 
 mod args;
+mod ops;
 
 use std::process::ExitCode;
 
@@ -17,10 +18,17 @@ const EXIT_CONFIG: u8 = 2;
 
 /// Runs the command line and returns the process's exit status.
 pub fn main() -> ExitCode {
+    // With the AWS SDK compiled in, two rustls providers exist; choose ring
+    // for anything that asks for the process default. Every configuration
+    // Strongroom builds names its provider explicitly anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(args) => ops::init(&args),
         Command::Serve(args) => serve(&args),
         Command::CheckConfig(args) => check_config(&args),
+        Command::Org(cmd) => ops::org(cmd),
+        Command::Keys(cmd) => ops::keys(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -36,11 +44,22 @@ pub fn main() -> ExitCode {
 }
 
 /// Loads the effective configuration: file, then environment, then flags.
-fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
+pub(crate) fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
     server::config::check_environment(
         std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()),
     )?;
     Ok(Config::load(&args.overrides())?)
+}
+
+/// Runs async work on a fresh runtime.
+pub(crate) fn block_on<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
 }
 
 fn check_config(args: &ConfigArgs) -> anyhow::Result<()> {
@@ -53,11 +72,7 @@ fn check_config(args: &ConfigArgs) -> anyhow::Result<()> {
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(args)?;
     server::telemetry::init(&config.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    block_on(async {
         let running = server::start(&config).await?;
         print_banner(&config, &running);
         let mut signals = Signals::listen()?;
@@ -65,27 +80,41 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Tells a person where to open the service and how to trust it.
+/// Tells a person where to open the service and how to trust it. A closed
+/// standard output (a supervisor that stopped reading) must not stop the
+/// server, so write errors are ignored.
 fn print_banner(config: &Config, running: &server::Running) {
+    use std::io::Write;
     let url = format!("https://localhost:{}/", running.local_addr().port());
-    println!(
-        "Strongroom is serving HTTPS on {} ({} store)",
+    let mut text = format!(
+        "Strongroom is serving HTTPS on {} ({} store)\n  Open:    {url}readyz   (also /healthz and /metrics)\n",
         running.local_addr(),
         running.backend()
     );
-    println!("  Open:    {url}readyz   (also /healthz and /metrics)");
     if let Some(ca) = running.ca_file() {
-        println!(
-            "  Trust:   {}  (the local CA that signed this server's certificate)",
+        text += &format!(
+            "  Trust:   {}  (the local CA that signed this server's certificate)\n",
             ca.display()
         );
-        println!("           e.g. curl --cacert {} {url}readyz", ca.display());
+        text += &format!(
+            "           e.g. curl --cacert {} {url}readyz\n",
+            ca.display()
+        );
     }
-    println!("  Data:    {}", config.data_dir.display());
-    println!(
-        "  Sign in: no accounts exist in this release yet; the API has only the operations endpoints"
+    text += &format!("  Data:    {}\n", config.data_dir.display());
+    text += &format!(
+        "  Keys:    {} key backend{}\n",
+        config.kms.backend.name(),
+        if config.dev {
+            " (development mode: unseal key kept in the data directory)"
+        } else {
+            ""
+        }
     );
-    println!("  Stop:    Ctrl-C or SIGTERM (in-flight requests finish first)");
+    text += "  Sign in: no accounts exist in this release yet; the API has only the operations endpoints\n";
+    text += "  Stop:    Ctrl-C or SIGTERM (in-flight requests finish first)\n";
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// SIGTERM and SIGINT, registered before serving so none is missed.

@@ -83,6 +83,9 @@ impl TestDb {
             data_dir: Some(self.data_dir()),
             database_url: self.database_url.clone(),
             listen: Some("127.0.0.1:0".into()),
+            // Test deployments keep their unseal key in their own temporary
+            // data directory.
+            dev: true,
             ..Overrides::default()
         }
     }
@@ -92,10 +95,30 @@ impl TestDb {
         Config::load(&self.overrides()).map_err(anyhow::Error::from)
     }
 
-    /// Opens the store directly, bypassing HTTP.
+    /// Opens the deployment's engine directly, bypassing HTTP (creating
+    /// the deployment on first use).
+    pub async fn open_engine(&self) -> anyhow::Result<engine::Engine> {
+        server::open_engine(&self.config()?, true).await
+    }
+
+    /// Opens the store directly, bypassing HTTP and the engine.
     pub async fn open_store(&self) -> anyhow::Result<store::Store> {
-        server::prepare_data_dir(&self.data_dir())?;
-        server::open_store(&self.config()?).await
+        let config = self.config()?;
+        server::prepare_data_dir(&config.data_dir)?;
+        let kms = server::keys::open_kms(&config, true).await?;
+        server::open_store(&config, &kms).await
+    }
+
+    /// Connection options for the raw SQLite file, with its key: what
+    /// someone holding both the file and the key would have.
+    pub async fn raw_sqlite_options(&self) -> anyhow::Result<sqlx::sqlite::SqliteConnectOptions> {
+        let config = self.config()?;
+        let kms = server::keys::open_kms(&config, false).await?;
+        let key = server::keys::database_key(&config, &kms).await?;
+        Ok(store::sqlite_connect_options(
+            &server::keys::database_file(&config),
+            &key,
+        ))
     }
 }
 

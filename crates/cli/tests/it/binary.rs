@@ -134,6 +134,7 @@ fn serve_reports_an_unreachable_database_without_its_password() {
     let (code, _, err) = strongroom(
         &[
             "serve",
+            "--dev",
             "--data-dir",
             data_dir.to_str().unwrap_or(""),
             "--listen",

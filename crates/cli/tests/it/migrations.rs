@@ -12,9 +12,11 @@ use crate::strongroom;
 async fn tamper(db: &TestDb, sql: &'static str) {
     let result = match db.backend {
         Backend::Sqlite => {
-            let path = db.data_dir().join("strongroom.db");
-            let url = format!("sqlite://{}", path.display());
-            match sqlx::SqliteConnection::connect(&url).await {
+            let options = db
+                .raw_sqlite_options()
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            match sqlx::SqliteConnection::connect_with(&options).await {
                 Ok(mut c) => sqlx::query(sql).execute(&mut c).await.map(drop),
                 Err(e) => Err(e),
             }
@@ -37,6 +39,7 @@ fn serve_refuses(db: &TestDb) -> (i32, String) {
     let data_dir = db.data_dir();
     let mut args = vec![
         "serve",
+        "--dev",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",

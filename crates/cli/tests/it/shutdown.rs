@@ -42,16 +42,22 @@ backend_tests! {
         let db = TestDb::new(backend).await.unwrap_or_else(|e| panic!("{e:#}"));
         let data_dir = db.data_dir();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strongroom"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data_dir);
+        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data_dir);
         if let Some(url) = &db.database_url {
             cmd.env("STRONGROOM_DATABASE_URL", url);
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{e}"));
         let stdout = child.stdout.take().unwrap_or_else(|| panic!("stdout"));
         // The banner names the bound address, the store and the CA to trust.
-        let banner: Vec<String> = tokio::task::spawn_blocking(move || {
-            BufReader::new(stdout).lines().map_while(Result::ok).take(3).collect()
-        }).await.unwrap_or_default();
+        // Read the banner, then keep draining the pipe as a supervisor would.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let banner: Vec<String> = lines.by_ref().take(3).collect();
+            let _ = tx.send(banner);
+            lines.for_each(drop);
+        });
+        let banner: Vec<String> = tokio::task::spawn_blocking(move || rx.recv().unwrap_or_default()).await.unwrap_or_default();
         let first = banner.first().cloned().unwrap_or_default();
         let expected_store = if backend == Backend::Sqlite { "(sqlite store)" } else { "(postgres store)" };
         assert!(first.contains(expected_store), "{banner:?}");
@@ -64,7 +70,7 @@ backend_tests! {
 
         let client = client_trusting(&data_dir.join("tls/ca.pem")).unwrap_or_else(|e| panic!("{e:#}"));
         let ready = client.get(format!("https://localhost:{port}/readyz")).send().await;
-        assert_eq!(ready.map(|r| r.status().as_u16()).ok(), Some(200));
+        assert_eq!(ready.as_ref().map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}")), Ok(200));
 
         let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         assert!(killed.is_ok_and(|s| s.success()));
