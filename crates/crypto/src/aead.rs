@@ -31,13 +31,7 @@ pub fn danger_seal_with_nonce(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     let ct = cipher(key)
-        .encrypt(
-            &Nonce::from(*nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(&Nonce::from(*nonce), Payload { msg: plaintext, aad })
         .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(nonce);
@@ -51,9 +45,7 @@ pub fn open(key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>
         return Err(CryptoError::Malformed("too short"));
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce
-        .try_into()
-        .map_err(|_| CryptoError::Malformed("nonce"))?;
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Malformed("nonce"))?;
     cipher(key)
         .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad })
         .map(Zeroizing::new)

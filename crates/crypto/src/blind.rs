@@ -13,16 +13,10 @@ use crate::{CryptoError, Key256, canonical};
 
 /// HKDF-SHA256 (RFC 5869): returns the pseudorandom key and `len` bytes of
 /// output keying material.
-pub fn hkdf_sha256(
-    salt: &[u8],
-    ikm: &[u8],
-    info: &[u8],
-    len: usize,
-) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
     let (prk, hk) = Hkdf::<Sha256>::extract(Some(salt), ikm);
     let mut okm = vec![0u8; len];
-    hk.expand(info, &mut okm)
-        .map_err(|_| CryptoError::Kdf("HKDF output too long".into()))?;
+    hk.expand(info, &mut okm).map_err(|_| CryptoError::Kdf("HKDF output too long".into()))?;
     Ok((prk.to_vec(), okm))
 }
 
@@ -51,10 +45,7 @@ impl BlindIndexKey {
 
     /// The token for a field's normalised value.
     pub fn token(&self, field: &str, normalised: &[u8]) -> BlindToken {
-        BlindToken(hmac_sha256(
-            self.0.expose_for_cipher(),
-            &canonical(&[field.as_bytes(), normalised]),
-        ))
+        BlindToken(hmac_sha256(self.0.expose_for_cipher(), &canonical(&[field.as_bytes(), normalised])))
     }
 }
 

@@ -49,19 +49,11 @@ pub struct KeyContext {
 
 impl KeyContext {
     pub fn org_key(org: domain::OrgId, version: crate::KeyVersion) -> Self {
-        Self {
-            purpose: KeyPurpose::OrgKey,
-            scope: org.to_string(),
-            version: version.get(),
-        }
+        Self { purpose: KeyPurpose::OrgKey, scope: org.to_string(), version: version.get() }
     }
 
     pub fn deployment(purpose: KeyPurpose) -> Self {
-        Self {
-            purpose,
-            scope: "deployment".into(),
-            version: 1,
-        }
+        Self { purpose, scope: "deployment".into(), version: 1 }
     }
 
     /// The context as a map, for KMS APIs that take one (AWS KMS).
@@ -76,12 +68,7 @@ impl KeyContext {
     /// The context as associated-data bytes, for AEAD-based backends.
     pub fn to_aad(&self) -> Vec<u8> {
         let version = self.version.to_be_bytes();
-        canonical(&[
-            b"strongroom/key-context/v1",
-            self.purpose.as_str().as_bytes(),
-            self.scope.as_bytes(),
-            &version,
-        ])
+        canonical(&[b"strongroom/key-context/v1", self.purpose.as_str().as_bytes(), self.scope.as_bytes(), &version])
     }
 }
 
@@ -99,18 +86,9 @@ mod tests {
     #[test]
     fn contexts_differ_by_every_field() {
         let base = KeyContext::deployment(KeyPurpose::DatabaseKey);
-        let other_purpose = KeyContext {
-            purpose: KeyPurpose::OrgKey,
-            ..base.clone()
-        };
-        let other_scope = KeyContext {
-            scope: "x".into(),
-            ..base.clone()
-        };
-        let other_version = KeyContext {
-            version: 2,
-            ..base.clone()
-        };
+        let other_purpose = KeyContext { purpose: KeyPurpose::OrgKey, ..base.clone() };
+        let other_scope = KeyContext { scope: "x".into(), ..base.clone() };
+        let other_version = KeyContext { version: 2, ..base.clone() };
         for other in [other_purpose, other_scope, other_version] {
             assert_ne!(base.to_aad(), other.to_aad());
             assert_ne!(base.as_map(), other.as_map());

@@ -39,23 +39,12 @@ fn parse_header(format: u8, bytes: &[u8]) -> Result<(KeyVersion, &[u8]), CryptoE
 
 fn field_aad(org: OrgId, profile: ProfileId, field: &str, version: KeyVersion) -> Vec<u8> {
     let v = version.get().to_be_bytes();
-    canonical(&[
-        b"strongroom/field/v1",
-        org.as_bytes(),
-        profile.as_bytes(),
-        field.as_bytes(),
-        &v,
-    ])
+    canonical(&[b"strongroom/field/v1", org.as_bytes(), profile.as_bytes(), field.as_bytes(), &v])
 }
 
 fn record_key_aad(org: OrgId, profile: ProfileId, version: KeyVersion) -> Vec<u8> {
     let v = version.get().to_be_bytes();
-    canonical(&[
-        b"strongroom/record-key/v1",
-        org.as_bytes(),
-        profile.as_bytes(),
-        &v,
-    ])
+    canonical(&[b"strongroom/record-key/v1", org.as_bytes(), profile.as_bytes(), &v])
 }
 
 /// Encrypts one field value under a record key.
@@ -67,11 +56,7 @@ pub fn encrypt_field(
     field: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let sealed = crate::seal(
-        record_key,
-        &field_aad(org, profile, field, version),
-        plaintext,
-    )?;
+    let sealed = crate::seal(record_key, &field_aad(org, profile, field, version), plaintext)?;
     let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
     out.extend_from_slice(&header(FIELD_FORMAT_V1, version));
     out.extend_from_slice(&sealed);
@@ -90,10 +75,7 @@ pub fn decrypt_field(
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let (found, sealed) = parse_header(FIELD_FORMAT_V1, ciphertext)?;
     if found != version {
-        return Err(CryptoError::WrongVersion {
-            expected: version.get(),
-            found: found.get(),
-        });
+        return Err(CryptoError::WrongVersion { expected: version.get(), found: found.get() });
     }
     crate::open(record_key, &field_aad(org, profile, field, version), sealed)
 }
@@ -129,10 +111,7 @@ pub fn unwrap_record_key(
 ) -> Result<Key256, CryptoError> {
     let (found, sealed) = parse_header(RECORD_KEY_FORMAT_V1, wrapped)?;
     if found != org_key_version {
-        return Err(CryptoError::WrongVersion {
-            expected: org_key_version.get(),
-            found: found.get(),
-        });
+        return Err(CryptoError::WrongVersion { expected: org_key_version.get(), found: found.get() });
     }
     let mut key = crate::open(org_key, &record_key_aad(org, profile, found), sealed)?;
     Key256::from_slice(&mut key)

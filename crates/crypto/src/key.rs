@@ -27,9 +27,7 @@ impl Key256 {
     pub fn from_slice(bytes: &mut [u8]) -> Result<Self, CryptoError> {
         if bytes.len() != Self::LEN {
             bytes.zeroize();
-            return Err(CryptoError::KeyLength {
-                expected: Self::LEN,
-            });
+            return Err(CryptoError::KeyLength { expected: Self::LEN });
         }
         let mut k = Zeroizing::new([0u8; 32]);
         k.copy_from_slice(bytes);
@@ -93,10 +91,7 @@ mod tests {
         assert!(Key256::from_slice(&mut src).is_ok());
         assert_eq!(src, [0u8; 32]);
         let mut short = [9u8; 16];
-        assert_eq!(
-            Key256::from_slice(&mut short).err(),
-            Some(CryptoError::KeyLength { expected: 32 })
-        );
+        assert_eq!(Key256::from_slice(&mut short).err(), Some(CryptoError::KeyLength { expected: 32 }));
         assert_eq!(short, [0u8; 16]);
     }
 

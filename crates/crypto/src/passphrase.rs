@@ -24,12 +24,7 @@ impl SealingKdf {
     pub fn generate() -> Result<Self, CryptoError> {
         let mut salt = [0u8; 16];
         crate::random_bytes(&mut salt)?;
-        Ok(Self {
-            m_kib: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-            salt,
-        })
+        Ok(Self { m_kib: 64 * 1024, t_cost: 3, p_cost: 1, salt })
     }
 }
 

@@ -23,17 +23,14 @@ fn vectors(name: &str) -> Vec<HashMap<String, String>> {
             }
             continue;
         }
-        let (k, v) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("{path}: bad line {line:?}"));
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{path}: bad line {line:?}"));
         block.insert(k.trim().to_owned(), v.trim().to_owned());
     }
     out
 }
 
 fn hex(v: &HashMap<String, String>, k: &str) -> Vec<u8> {
-    hex::decode(v.get(k).unwrap_or_else(|| panic!("missing {k} in {v:?}")))
-        .unwrap_or_else(|e| panic!("{k}: {e}"))
+    hex::decode(v.get(k).unwrap_or_else(|| panic!("missing {k} in {v:?}"))).unwrap_or_else(|e| panic!("{k}: {e}"))
 }
 
 // claim 004.7
@@ -43,18 +40,12 @@ fn aes_256_gcm_matches_published_vectors() {
     assert!(all.len() >= 6, "{} vectors", all.len());
     for v in &all {
         let key = Key256::from_slice(&mut hex(v, "key")).unwrap_or_else(|e| panic!("{e}"));
-        let nonce: [u8; 12] = hex(v, "iv")
-            .try_into()
-            .unwrap_or_else(|_| panic!("iv length"));
+        let nonce: [u8; 12] = hex(v, "iv").try_into().unwrap_or_else(|_| panic!("iv length"));
         let (aad, pt) = (hex(v, "aad"), hex(v, "pt"));
         let expected = [nonce.to_vec(), hex(v, "ct"), hex(v, "tag")].concat();
         let sealed = danger_seal_with_nonce(&key, &nonce, &aad, &pt).unwrap_or_default();
         assert_eq!(hex::encode(&sealed), hex::encode(&expected), "{v:?}");
-        assert_eq!(
-            open(&key, &aad, &expected).map(|p| p.to_vec()),
-            Ok(pt),
-            "{v:?}"
-        );
+        assert_eq!(open(&key, &aad, &expected).map(|p| p.to_vec()), Ok(pt), "{v:?}");
     }
 }
 
@@ -63,12 +54,8 @@ fn hkdf_sha256_matches_rfc_5869() {
     let all = vectors("hkdf_sha256.txt");
     assert_eq!(all.len(), 3);
     for v in &all {
-        let len: usize = v
-            .get("l")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or_else(|| panic!("l"));
-        let (prk, okm) =
-            hkdf_sha256(&hex(v, "salt"), &hex(v, "ikm"), &hex(v, "info"), len).unwrap_or_default();
+        let len: usize = v.get("l").and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("l"));
+        let (prk, okm) = hkdf_sha256(&hex(v, "salt"), &hex(v, "ikm"), &hex(v, "info"), len).unwrap_or_default();
         assert_eq!(hex::encode(prk), hex::encode(hex(v, "prk")), "{v:?}");
         assert_eq!(hex::encode(okm), hex::encode(hex(v, "okm")), "{v:?}");
     }
@@ -79,10 +66,6 @@ fn hmac_sha256_matches_rfc_4231() {
     let all = vectors("hmac_sha256.txt");
     assert_eq!(all.len(), 6);
     for v in &all {
-        assert_eq!(
-            hex::encode(hmac_sha256(&hex(v, "key"), &hex(v, "data"))),
-            hex::encode(hex(v, "mac")),
-            "{v:?}"
-        );
+        assert_eq!(hex::encode(hmac_sha256(&hex(v, "key"), &hex(v, "data"))), hex::encode(hex(v, "mac")), "{v:?}");
     }
 }
