@@ -96,7 +96,15 @@ moto_start() {
   # moto accepts any credentials; these keep SDKs from looking elsewhere (files, IMDS).
   export STRONGROOM_TEST_AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
     AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-  echo "moto: ready on 127.0.0.1:$port"
+  # One KMS key for end-to-end tests of `strongroom` on aws-kms (the kms
+  # crate's own tests create their keys).
+  STRONGROOM_TEST_AWS_KEY_ID="$("$venv/bin/python" -c '
+import boto3, os
+kms = boto3.client("kms", endpoint_url=os.environ["STRONGROOM_TEST_AWS_ENDPOINT"])
+print(kms.create_key(Description="strongroom e2e")["KeyMetadata"]["KeyId"])')" \
+    || { echo "moto: CreateKey failed" >&2; _peers_kill "$_PEERS_MOTO_PID" moto_server; return 1; }
+  export STRONGROOM_TEST_AWS_KEY_ID
+  echo "moto: ready on 127.0.0.1:$port (KMS key $STRONGROOM_TEST_AWS_KEY_ID)"
 }
 
 # _bao_post PATH JSON: one API call to the dev server with the root token; fails on HTTP errors.

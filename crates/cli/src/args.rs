@@ -9,11 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use server::config::Overrides;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "strongroom",
-    version,
-    about = "A vault for the personal data a SaaS product keeps for its clients"
-)]
+#[command(name = "strongroom", version, about = "A vault for the personal data a SaaS product keeps for its clients")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -95,12 +91,7 @@ pub struct ConfigArgs {
     /// A PostgreSQL URL; without it, the embedded SQLite database is used.
     /// Prefer the environment variable or the config file when the URL holds
     /// a password: command lines are visible to other local users.
-    #[arg(
-        long,
-        env = "STRONGROOM_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "STRONGROOM_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Connections in the PostgreSQL pool [default: 16].
     #[arg(long, env = "STRONGROOM_DATABASE_MAX_CONNECTIONS", value_name = "N")]

@@ -45,16 +45,12 @@ pub fn main() -> ExitCode {
 
 /// Loads the effective configuration: file, then environment, then flags.
 pub(crate) fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
-    server::config::check_environment(
-        std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()),
-    )?;
+    server::config::check_environment(std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()))?;
     Ok(Config::load(&args.overrides())?)
 }
 
 /// Runs async work on a fresh runtime.
-pub(crate) fn block_on<T>(
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,24 +88,14 @@ fn print_banner(config: &Config, running: &server::Running) {
         running.backend()
     );
     if let Some(ca) = running.ca_file() {
-        text += &format!(
-            "  Trust:   {}  (the local CA that signed this server's certificate)\n",
-            ca.display()
-        );
-        text += &format!(
-            "           e.g. curl --cacert {} {url}readyz\n",
-            ca.display()
-        );
+        text += &format!("  Trust:   {}  (the local CA that signed this server's certificate)\n", ca.display());
+        text += &format!("           e.g. curl --cacert {} {url}readyz\n", ca.display());
     }
     text += &format!("  Data:    {}\n", config.data_dir.display());
     text += &format!(
         "  Keys:    {} key backend{}\n",
         config.kms.backend.name(),
-        if config.dev {
-            " (development mode: unseal key kept in the data directory)"
-        } else {
-            ""
-        }
+        if config.dev { " (development mode: unseal key kept in the data directory)" } else { "" }
     );
     text += "  Sign in: no accounts exist in this release yet; the API has only the operations endpoints\n";
     text += "  Stop:    Ctrl-C or SIGTERM (in-flight requests finish first)\n";

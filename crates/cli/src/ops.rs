@@ -22,10 +22,7 @@ pub fn init(args: &ConfigArgs) -> anyhow::Result<()> {
     block_on(async {
         let engine = server::open_engine(&config, true).await?;
         let info = engine.keys().kms().info();
-        println!(
-            "Initialised the deployment in {}",
-            config.data_dir.display()
-        );
+        println!("Initialised the deployment in {}", config.data_dir.display());
         println!("  Key backend: {} ({})", info.backend, info.key_id);
         match &config.database {
             server::config::Database::Embedded => println!(
@@ -47,11 +44,7 @@ fn slug(s: &str) -> anyhow::Result<OrgSlug> {
 
 pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
     match cmd {
-        OrgCommand::Create {
-            slug: s,
-            name,
-            config,
-        } => {
+        OrgCommand::Create { slug: s, name, config } => {
             let new = NewOrganisation {
                 slug: slug(&s)?,
                 name: OrgName::parse(&name).map_err(|e| anyhow::anyhow!("--name: the name {e}"))?,
@@ -59,14 +52,8 @@ pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
             let config = load_config(&config)?;
             block_on(async {
                 let engine = server::open_engine(&config, false).await?;
-                let org = engine
-                    .create_org(&new)
-                    .await
-                    .context("cannot create the organisation")?;
-                println!(
-                    "Created organisation {} ({}) with key version 1",
-                    org.slug, org.id
-                );
+                let org = engine.create_org(&new).await.context("cannot create the organisation")?;
+                println!("Created organisation {} ({}) with key version 1", org.slug, org.id);
                 engine.shutdown().await;
                 Ok(())
             })
@@ -76,13 +63,7 @@ pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
             block_on(async {
                 let engine = server::open_engine(&config, false).await?;
                 for org in engine.list_orgs().await? {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        org.slug,
-                        org.id,
-                        org.status.as_str(),
-                        org.name.as_str()
-                    );
+                    println!("{}\t{}\t{}\t{}", org.slug, org.id, org.status.as_str(), org.name.as_str());
                 }
                 engine.shutdown().await;
                 Ok(())
@@ -98,34 +79,18 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
             block_on(async {
                 let engine = server::open_engine(&config, false).await?;
                 let status = engine.keys().status().await?;
-                let slugs: std::collections::HashMap<_, _> = engine
-                    .list_orgs()
-                    .await?
-                    .into_iter()
-                    .map(|o| (o.id, o.slug.to_string()))
-                    .collect();
-                println!(
-                    "Key backend: {} ({})",
-                    status.kms.backend, status.kms.key_id
-                );
+                let slugs: std::collections::HashMap<_, _> =
+                    engine.list_orgs().await?.into_iter().map(|o| (o.id, o.slug.to_string())).collect();
+                println!("Key backend: {} ({})", status.kms.backend, status.kms.key_id);
                 println!("Organisation keys:");
                 for k in &status.keys {
                     let slug = slugs.get(&k.org_id).map_or("?", String::as_str);
-                    println!(
-                        "  {slug}\tv{}\t{}\twrapped by {}",
-                        k.version,
-                        k.state.as_str(),
-                        k.kms_key_id
-                    );
+                    println!("  {slug}\tv{}\t{}\twrapped by {}", k.version, k.state.as_str(), k.kms_key_id);
                 }
                 println!(
                     "Root re-wrap: {} of {} live key versions still wrapped by an older root key",
                     status.pending_root_rewrap,
-                    status
-                        .keys
-                        .iter()
-                        .filter(|k| k.state != KeyState::Destroyed)
-                        .count()
+                    status.keys.iter().filter(|k| k.state != KeyState::Destroyed).count()
                 );
                 engine.shutdown().await;
                 Ok(())
@@ -156,11 +121,7 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                 println!(
                     "Root key rotated: now {} ({})",
                     info.key_id,
-                    if version == 0 {
-                        "versions kept by the backend".to_owned()
-                    } else {
-                        format!("version {version}")
-                    }
+                    if version == 0 { "versions kept by the backend".to_owned() } else { format!("version {version}") }
                 );
                 println!(
                     "Re-wrapped {rewrapped} organisation key versions{}",
@@ -170,11 +131,7 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
-        KeysCommand::Destroy {
-            org,
-            confirm,
-            config,
-        } => {
+        KeysCommand::Destroy { org, confirm, config } => {
             let slug = slug(&org)?;
             if confirm.as_deref() != Some(slug.as_str()) {
                 bail!(
@@ -195,10 +152,7 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                         "Verified: no version of its key can be unwrapped; its data, backups included, can no longer be decrypted"
                     );
                 } else {
-                    bail!(
-                        "a key version of {} could still be unwrapped after destruction",
-                        org.slug
-                    );
+                    bail!("a key version of {} could still be unwrapped after destruction", org.slug);
                 }
                 engine.shutdown().await;
                 Ok(())

@@ -28,9 +28,7 @@ impl KeyState {
             "active" => Ok(Self::Active),
             "retired" => Ok(Self::Retired),
             "destroyed" => Ok(Self::Destroyed),
-            _ => Err(ParseError::OneOf {
-                expected: "active, retired, destroyed",
-            }),
+            _ => Err(ParseError::OneOf { expected: "active, retired, destroyed" }),
         }
     }
 }

@@ -34,16 +34,11 @@ impl OrgSlug {
 
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         if !(Self::MIN..=Self::MAX).contains(&s.len()) {
-            return Err(ParseError::Length {
-                min: Self::MIN,
-                max: Self::MAX,
-            });
+            return Err(ParseError::Length { min: Self::MIN, max: Self::MAX });
         }
         let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
         if !s.chars().all(allowed) || s.starts_with('-') || s.ends_with('-') {
-            return Err(ParseError::Charset {
-                allowed: "lowercase letters, digits and inner hyphens",
-            });
+            return Err(ParseError::Charset { allowed: "lowercase letters, digits and inner hyphens" });
         }
         Ok(Self(s.to_owned()))
     }
@@ -78,15 +73,10 @@ impl OrgName {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let s = s.trim();
         if s.is_empty() || s.chars().count() > Self::MAX {
-            return Err(ParseError::Length {
-                min: 1,
-                max: Self::MAX,
-            });
+            return Err(ParseError::Length { min: 1, max: Self::MAX });
         }
         if s.chars().any(char::is_control) {
-            return Err(ParseError::Charset {
-                allowed: "printable characters",
-            });
+            return Err(ParseError::Charset { allowed: "printable characters" });
         }
         Ok(Self(s.to_owned()))
     }
@@ -123,9 +113,7 @@ impl OrgStatus {
         match s {
             "active" => Ok(Self::Active),
             "suspended" => Ok(Self::Suspended),
-            _ => Err(ParseError::OneOf {
-                expected: "active, suspended",
-            }),
+            _ => Err(ParseError::OneOf { expected: "active, suspended" }),
         }
     }
 }
@@ -178,10 +166,7 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(
-            OrgName::parse("  Acme Care  ").map(|n| n.0),
-            Ok("Acme Care".into())
-        );
+        assert_eq!(OrgName::parse("  Acme Care  ").map(|n| n.0), Ok("Acme Care".into()));
         assert!(OrgName::parse("   ").is_err());
         assert!(OrgName::parse("a\u{0}b").is_err());
         assert!(OrgName::parse(&"é".repeat(200)).is_ok());

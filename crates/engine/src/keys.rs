@@ -37,11 +37,7 @@ pub enum KeyError {
 
 impl From<KmsError> for KeyError {
     fn from(e: KmsError) -> Self {
-        if e.is_unavailable() {
-            Self::KmsUnavailable(e)
-        } else {
-            Self::Kms(e)
-        }
+        if e.is_unavailable() { Self::KmsUnavailable(e) } else { Self::Kms(e) }
     }
 }
 
@@ -78,8 +74,7 @@ impl KeyObserver for MetricsObserver {
             KeyEvent::Destroyed { .. } => "destroyed",
             KeyEvent::Failed { .. } => "failed",
         };
-        metrics::counter!("strongroom_key_events_total", "event" => kind, "backend" => backend)
-            .increment(1);
+        metrics::counter!("strongroom_key_events_total", "event" => kind, "backend" => backend).increment(1);
         tracing::debug!(?event, backend, "key event");
     }
 }
@@ -93,10 +88,7 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(300),
-            max_entries: 10_000,
-        }
+        Self { ttl: Duration::from_secs(300), max_entries: 10_000 }
     }
 }
 
@@ -136,19 +128,8 @@ pub struct KeyStatus {
 }
 
 impl Keys {
-    pub fn new(
-        kms: Arc<Kms>,
-        store: Store,
-        settings: CacheSettings,
-        observer: Arc<dyn KeyObserver>,
-    ) -> Self {
-        Self {
-            kms,
-            store,
-            settings,
-            cache: Mutex::new(Cache::default()),
-            observer,
-        }
+    pub fn new(kms: Arc<Kms>, store: Store, settings: CacheSettings, observer: Arc<dyn KeyObserver>) -> Self {
+        Self { kms, store, settings, cache: Mutex::new(Cache::default()), observer }
     }
 
     fn backend(&self) -> &'static str {
@@ -160,10 +141,7 @@ impl Keys {
     }
 
     fn failed(&self, org: Option<OrgId>, e: KmsError) -> KeyError {
-        self.report(KeyEvent::Failed {
-            org,
-            reason: e.to_string(),
-        });
+        self.report(KeyEvent::Failed { org, reason: e.to_string() });
         e.into()
     }
 
@@ -173,25 +151,14 @@ impl Keys {
 
     /// Makes and wraps version 1 of a new organisation's key; the caller
     /// stores the record with the organisation.
-    pub(crate) async fn new_org_key(
-        &self,
-        org: OrgId,
-    ) -> Result<(Arc<Key256>, OrgKeyRecord), KeyError> {
+    pub(crate) async fn new_org_key(&self, org: OrgId) -> Result<(Arc<Key256>, OrgKeyRecord), KeyError> {
         let (key, record) = self.wrap_new_version(org, KeyVersion::FIRST).await?;
         Ok((key, record))
     }
 
-    async fn wrap_new_version(
-        &self,
-        org: OrgId,
-        version: KeyVersion,
-    ) -> Result<(Arc<Key256>, OrgKeyRecord), KeyError> {
+    async fn wrap_new_version(&self, org: OrgId, version: KeyVersion) -> Result<(Arc<Key256>, OrgKeyRecord), KeyError> {
         let ctx = KeyContext::org_key(org, version);
-        let (key, wrapped) = self
-            .kms
-            .generate_data_key(&ctx)
-            .await
-            .map_err(|e| self.failed(Some(org), e))?;
+        let (key, wrapped) = self.kms.generate_data_key(&ctx).await.map_err(|e| self.failed(Some(org), e))?;
         let info = self.kms.info();
         let now = store::now();
         let record = OrgKeyRecord {
@@ -218,11 +185,7 @@ impl Keys {
             return;
         };
         if cache.entries.len() >= self.settings.max_entries {
-            let oldest = cache
-                .entries
-                .iter()
-                .min_by_key(|(_, (t, _))| *t)
-                .map(|(k, _)| *k);
+            let oldest = cache.entries.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| *k);
             if let Some(oldest) = oldest {
                 cache.entries.remove(&oldest);
             }
@@ -262,10 +225,7 @@ impl Keys {
             return Ok(key);
         }
         let records = self.store.org_keys(org).await?;
-        let record = records
-            .iter()
-            .find(|r| r.version == version)
-            .ok_or(KeyError::NoKey)?;
+        let record = records.iter().find(|r| r.version == version).ok_or(KeyError::NoKey)?;
         self.unwrap_record(record).await
     }
 
@@ -275,11 +235,7 @@ impl Keys {
         if records.is_empty() {
             return Err(KeyError::NoKey);
         }
-        let record = records
-            .iter()
-            .rev()
-            .find(|r| r.state == KeyState::Active)
-            .ok_or(KeyError::Destroyed)?;
+        let record = records.iter().rev().find(|r| r.state == KeyState::Active).ok_or(KeyError::Destroyed)?;
         if let Some(key) = self.cached(org, record.version) {
             return Ok((record.version, key));
         }
@@ -296,10 +252,7 @@ impl Keys {
             .await
             .map_err(|e| self.failed(Some(org), e))?;
         let key = Arc::new(key);
-        self.report(KeyEvent::Unwrapped {
-            org,
-            version: record.version,
-        });
+        self.report(KeyEvent::Unwrapped { org, version: record.version });
         self.remember(org, record.version, Arc::clone(&key));
         Ok(key)
     }
@@ -312,9 +265,7 @@ impl Keys {
         if newest.state == KeyState::Destroyed {
             return Err(KeyError::Destroyed);
         }
-        let version = KeyVersion::new(newest.version)
-            .ok_or(KeyError::NoKey)?
-            .next();
+        let version = KeyVersion::new(newest.version).ok_or(KeyError::NoKey)?.next();
         let (key, record) = self.wrap_new_version(org, version).await?;
         self.store.rotate_org_key(&record).await?;
         self.created(org, version.get(), key);
@@ -324,11 +275,7 @@ impl Keys {
     /// Rotates the root key where the backend allows, then re-wraps every
     /// organisation key under it. Returns (new root version, re-wrapped).
     pub async fn rotate_root(&self) -> Result<(u32, usize), KeyError> {
-        let version = self
-            .kms
-            .rotate_root()
-            .await
-            .map_err(|e| self.failed(None, e))?;
+        let version = self.kms.rotate_root().await.map_err(|e| self.failed(None, e))?;
         let rewrapped = self.rewrap_all().await?;
         Ok((version, rewrapped))
     }
@@ -345,20 +292,9 @@ impl Keys {
             let key = self.unwrap_record(&record).await?;
             let version = KeyVersion::new(record.version).ok_or(KeyError::NoKey)?;
             let ctx = KeyContext::org_key(record.org_id, version);
-            let wrapped = self
-                .kms
-                .wrap(&key, &ctx)
-                .await
-                .map_err(|e| self.failed(Some(record.org_id), e))?;
-            if self
-                .store
-                .rewrap_org_key(record.org_id, record.version, &wrapped.0, &current)
-                .await?
-            {
-                self.report(KeyEvent::Rewrapped {
-                    org: record.org_id,
-                    version: record.version,
-                });
+            let wrapped = self.kms.wrap(&key, &ctx).await.map_err(|e| self.failed(Some(record.org_id), e))?;
+            if self.store.rewrap_org_key(record.org_id, record.version, &wrapped.0, &current).await? {
+                self.report(KeyEvent::Rewrapped { org: record.org_id, version: record.version });
                 done += 1;
             }
         }
@@ -370,37 +306,21 @@ impl Keys {
     pub async fn destroy_org(&self, org: OrgId) -> Result<DestroyReport, KeyError> {
         let versions_destroyed = self.store.destroy_org_keys(org).await?;
         self.forget_org(org);
-        self.report(KeyEvent::Destroyed {
-            org,
-            versions: versions_destroyed,
-        });
+        self.report(KeyEvent::Destroyed { org, versions: versions_destroyed });
         let mut verified_unreadable = true;
         for record in self.store.org_keys(org).await? {
-            verified_unreadable &= record.wrapped.is_none()
-                && matches!(
-                    self.org_key(org, record.version).await,
-                    Err(KeyError::Destroyed)
-                );
+            verified_unreadable &=
+                record.wrapped.is_none() && matches!(self.org_key(org, record.version).await, Err(KeyError::Destroyed));
         }
-        Ok(DestroyReport {
-            org,
-            versions_destroyed,
-            verified_unreadable,
-        })
+        Ok(DestroyReport { org, versions_destroyed, verified_unreadable })
     }
 
     /// Every key version and how far root re-wrapping has got.
     pub async fn status(&self) -> Result<KeyStatus, KeyError> {
         let kms = self.kms.info();
         let keys = self.store.all_org_keys().await?;
-        let pending_root_rewrap = keys
-            .iter()
-            .filter(|k| k.state != KeyState::Destroyed && k.kms_key_id != kms.key_id)
-            .count();
-        Ok(KeyStatus {
-            kms,
-            keys,
-            pending_root_rewrap,
-        })
+        let pending_root_rewrap =
+            keys.iter().filter(|k| k.state != KeyState::Destroyed && k.kms_key_id != kms.key_id).count();
+        Ok(KeyStatus { kms, keys, pending_root_rewrap })
     }
 }

@@ -14,9 +14,7 @@ use domain::{NewOrganisation, OrgSlug, Organisation};
 use kms::Kms;
 use store::Store;
 
-pub use keys::{
-    CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver,
-};
+pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
 
 /// Why the engine cannot serve requests right now.
 #[derive(Debug, thiserror::Error)]
@@ -24,16 +22,10 @@ pub use keys::{
 pub enum NotReady {
     /// The store does not answer.
     #[error("the {backend} store is unreachable")]
-    Store {
-        backend: &'static str,
-        source: store::StoreError,
-    },
+    Store { backend: &'static str, source: store::StoreError },
     /// The key backend does not answer.
     #[error("the {backend} key backend is unavailable")]
-    Kms {
-        backend: &'static str,
-        source: kms::KmsError,
-    },
+    Kms { backend: &'static str, source: kms::KmsError },
 }
 
 /// Why a use case failed.
@@ -57,12 +49,12 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Store, kms: Arc<Kms>, cache: CacheSettings) -> Self {
-        let keys = Arc::new(Keys::new(
-            kms,
-            store.clone(),
-            cache,
-            Arc::new(MetricsObserver),
-        ));
+        Self::with_observer(store, kms, cache, Arc::new(MetricsObserver))
+    }
+
+    /// An engine whose key events go to `observer`.
+    pub fn with_observer(store: Store, kms: Arc<Kms>, cache: CacheSettings, observer: Arc<dyn KeyObserver>) -> Self {
+        let keys = Arc::new(Keys::new(kms, store.clone(), cache, observer));
         Self { store, keys }
     }
 
@@ -77,15 +69,9 @@ impl Engine {
 
     /// Whether every dependency needed to serve requests answers.
     pub async fn readiness(&self) -> Result<(), NotReady> {
-        self.store.ping().await.map_err(|source| NotReady::Store {
-            backend: self.store.backend_name(),
-            source,
-        })?;
+        self.store.ping().await.map_err(|source| NotReady::Store { backend: self.store.backend_name(), source })?;
         let kms = self.keys.kms();
-        kms.health().await.map_err(|source| NotReady::Kms {
-            backend: kms.info().backend,
-            source,
-        })
+        kms.health().await.map_err(|source| NotReady::Kms { backend: kms.info().backend, source })
     }
 
     /// Creates an organisation with version 1 of its key, atomically.
@@ -111,10 +97,7 @@ impl Engine {
 
     /// The organisation with this slug, or `NoSuchOrg`.
     pub async fn org_by_slug(&self, slug: &OrgSlug) -> Result<Organisation, EngineError> {
-        self.store
-            .find_org_by_slug(slug)
-            .await?
-            .ok_or_else(|| EngineError::NoSuchOrg(slug.to_string()))
+        self.store.find_org_by_slug(slug).await?.ok_or_else(|| EngineError::NoSuchOrg(slug.to_string()))
     }
 
     /// Closes the store once in-flight work has finished.

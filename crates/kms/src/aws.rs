@@ -42,25 +42,13 @@ where
             let text = se.err().to_string();
             if text.contains("InvalidCiphertext") || text.contains("IncorrectKey") {
                 KmsError::Refused { backend: BACKEND }
-            } else if text.contains("NotFound")
-                || text.contains("AccessDenied")
-                || text.contains("Disabled")
-            {
-                KmsError::Config {
-                    setting: "kms.aws.key_id",
-                    reason: text,
-                }
+            } else if text.contains("NotFound") || text.contains("AccessDenied") || text.contains("Disabled") {
+                KmsError::Config { setting: "kms.aws.key_id", reason: text }
             } else {
-                KmsError::Unavailable {
-                    backend: BACKEND,
-                    reason: text,
-                }
+                KmsError::Unavailable { backend: BACKEND, reason: text }
             }
         }
-        other => KmsError::Unavailable {
-            backend: BACKEND,
-            reason: other.to_string(),
-        },
+        other => KmsError::Unavailable { backend: BACKEND, reason: other.to_string() },
     }
 }
 
@@ -84,11 +72,7 @@ impl AwsKms {
         Ok(kms)
     }
 
-    pub(crate) async fn wrap(
-        &self,
-        key: &Key256,
-        context: &KeyContext,
-    ) -> Result<WrappedKey, KmsError> {
+    pub(crate) async fn wrap(&self, key: &Key256, context: &KeyContext) -> Result<WrappedKey, KmsError> {
         let out = self
             .client
             .encrypt()
@@ -98,18 +82,13 @@ impl AwsKms {
             .send()
             .await
             .map_err(map_err)?;
-        let blob = out.ciphertext_blob.ok_or_else(|| KmsError::Unavailable {
-            backend: BACKEND,
-            reason: "no ciphertext in answer".into(),
-        })?;
+        let blob = out
+            .ciphertext_blob
+            .ok_or_else(|| KmsError::Unavailable { backend: BACKEND, reason: "no ciphertext in answer".into() })?;
         Ok(WrappedKey(blob.into_inner()))
     }
 
-    pub(crate) async fn unwrap(
-        &self,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<Key256, KmsError> {
+    pub(crate) async fn unwrap(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<Key256, KmsError> {
         let out = self
             .client
             .decrypt()
@@ -119,41 +98,23 @@ impl AwsKms {
             .send()
             .await
             .map_err(map_err)?;
-        let mut pt = Zeroizing::new(
-            out.plaintext
-                .map(Blob::into_inner)
-                .ok_or(KmsError::Refused { backend: BACKEND })?,
-        );
+        let mut pt = Zeroizing::new(out.plaintext.map(Blob::into_inner).ok_or(KmsError::Refused { backend: BACKEND })?);
         Ok(Key256::from_slice(&mut pt)?)
     }
 
     pub(crate) async fn health(&self) -> Result<(), KmsError> {
-        self.client
-            .describe_key()
-            .key_id(&self.config.key_id)
-            .send()
-            .await
-            .map(drop)
-            .map_err(map_err)
+        self.client.describe_key().key_id(&self.config.key_id).send().await.map(drop).map_err(map_err)
     }
 
     pub(crate) fn info(&self) -> KmsInfo {
-        KmsInfo {
-            backend: BACKEND,
-            key_id: self.config.key_id.clone(),
-        }
+        KmsInfo { backend: BACKEND, key_id: self.config.key_id.clone() }
     }
 
     /// AWS keeps the versions of a KMS key itself (same key id, old
     /// ciphertexts keep decrypting); this asks for an on-demand rotation.
     /// AWS exposes no version number, so the answer is 0.
     pub(crate) async fn rotate_root(&self) -> Result<u32, KmsError> {
-        self.client
-            .rotate_key_on_demand()
-            .key_id(&self.config.key_id)
-            .send()
-            .await
-            .map_err(map_err)?;
+        self.client.rotate_key_on_demand().key_id(&self.config.key_id).send().await.map_err(map_err)?;
         Ok(0)
     }
 }

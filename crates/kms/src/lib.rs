@@ -28,19 +28,13 @@ pub enum KmsError {
     /// The backend could not be reached or did not answer: callers answer
     /// 503 and never fall back to anything.
     #[error("the {backend} key backend is unavailable: {reason}")]
-    Unavailable {
-        backend: &'static str,
-        reason: String,
-    },
+    Unavailable { backend: &'static str, reason: String },
     /// The backend refused: wrong context, wrong key, altered ciphertext.
     #[error("the {backend} key backend refused to unwrap: wrong context or altered key material")]
     Refused { backend: &'static str },
     /// The backend is misconfigured; `setting` names what to fix.
     #[error("{setting}: {reason}")]
-    Config {
-        setting: &'static str,
-        reason: String,
-    },
+    Config { setting: &'static str, reason: String },
     /// The local keystore could not be unsealed.
     #[error("cannot unseal the local keystore: {0}")]
     Unseal(String),
@@ -108,19 +102,12 @@ impl Kms {
 
     /// Unwraps key material; fails unless `context` is the one it was
     /// wrapped under.
-    pub async fn unwrap(
-        &self,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<Key256, KmsError> {
+    pub async fn unwrap(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<Key256, KmsError> {
         each!(self, k => k.unwrap(wrapped, context).await)
     }
 
     /// A fresh key and its wrapped form.
-    pub async fn generate_data_key(
-        &self,
-        context: &KeyContext,
-    ) -> Result<(Key256, WrappedKey), KmsError> {
+    pub async fn generate_data_key(&self, context: &KeyContext) -> Result<(Key256, WrappedKey), KmsError> {
         let key = Key256::generate()?;
         let wrapped = self.wrap(&key, context).await?;
         Ok((key, wrapped))
@@ -156,8 +143,6 @@ pub(crate) fn frame(version: u32, body: &[u8]) -> Vec<u8> {
 pub(crate) fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), crypto::CryptoError> {
     match bytes {
         [1, a, b, c, d, rest @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), rest)),
-        _ => Err(crypto::CryptoError::Malformed(
-            "wrapped key: unknown format",
-        )),
+        _ => Err(crypto::CryptoError::Malformed("wrapped key: unknown format")),
     }
 }

@@ -51,12 +51,12 @@ impl UnsealSecret {
 
     fn check_strength(&self) -> Result<(), KmsError> {
         match self {
-            Self::Passphrase(p) if p.chars().count() < MIN_PASSPHRASE => Err(KmsError::Unseal(
-                format!("the unseal passphrase must be at least {MIN_PASSPHRASE} characters"),
-            )),
-            Self::KeyFile(k) if k.len() < MIN_KEY_FILE => Err(KmsError::Unseal(format!(
-                "the unseal key file must hold at least {MIN_KEY_FILE} bytes"
-            ))),
+            Self::Passphrase(p) if p.chars().count() < MIN_PASSPHRASE => {
+                Err(KmsError::Unseal(format!("the unseal passphrase must be at least {MIN_PASSPHRASE} characters")))
+            }
+            Self::KeyFile(k) if k.len() < MIN_KEY_FILE => {
+                Err(KmsError::Unseal(format!("the unseal key file must hold at least {MIN_KEY_FILE} bytes")))
+            }
             _ => Ok(()),
         }
     }
@@ -64,15 +64,10 @@ impl UnsealSecret {
     /// Reads a key file, refusing one that other users can read.
     pub fn from_key_file(path: &Path) -> Result<Self, KmsError> {
         use std::os::unix::fs::PermissionsExt;
-        let err = |reason: String| KmsError::Keystore {
-            path: path.display().to_string(),
-            reason,
-        };
+        let err = |reason: String| KmsError::Keystore { path: path.display().to_string(), reason };
         let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            return Err(err(
-                "the unseal key file is readable by other users; chmod 600 it".into(),
-            ));
+            return Err(err("the unseal key file is readable by other users; chmod 600 it".into()));
         }
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
         Ok(Self::KeyFile(bytes))
@@ -112,9 +107,7 @@ pub struct LocalKms {
 
 impl std::fmt::Debug for LocalKms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalKms")
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
+        f.debug_struct("LocalKms").field("dir", &self.dir).finish_non_exhaustive()
     }
 }
 
@@ -140,12 +133,7 @@ impl LocalKms {
         }
         let kdf = SealingKdf::generate()?;
         let sealing_key = crypto::derive_sealing_key(secret.bytes(), &kdf)?;
-        let kms = Self {
-            dir: dir.to_owned(),
-            sealing_key,
-            kdf,
-            roots: RwLock::new(vec![(1, Key256::generate()?)]),
-        };
+        let kms = Self { dir: dir.to_owned(), sealing_key, kdf, roots: RwLock::new(vec![(1, Key256::generate()?)]) };
         kms.save()?;
         Ok(kms)
     }
@@ -153,10 +141,7 @@ impl LocalKms {
     /// Opens and unseals an existing keystore.
     pub fn unseal(dir: &Path, secret: &UnsealSecret) -> Result<Self, KmsError> {
         let path = dir.join(FILE);
-        let err = |reason: String| KmsError::Keystore {
-            path: path.display().to_string(),
-            reason,
-        };
+        let err = |reason: String| KmsError::Keystore { path: path.display().to_string(), reason };
         let text = std::fs::read_to_string(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 err("no keystore here; run `strongroom init` first".into())
@@ -164,28 +149,17 @@ impl LocalKms {
                 err(e.to_string())
             }
         })?;
-        let file: KeystoreFile =
-            serde_json::from_str(&text).map_err(|e| err(format!("unreadable: {e}")))?;
+        let file: KeystoreFile = serde_json::from_str(&text).map_err(|e| err(format!("unreadable: {e}")))?;
         if file.format != 1 || file.kdf.alg != "argon2id" {
             return Err(err("unknown keystore format".into()));
         }
-        let salt: [u8; 16] = B64
-            .decode(&file.kdf.salt)
-            .ok()
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| err("bad salt".into()))?;
-        let kdf = SealingKdf {
-            m_kib: file.kdf.m_kib,
-            t_cost: file.kdf.t_cost,
-            p_cost: file.kdf.p_cost,
-            salt,
-        };
+        let salt: [u8; 16] =
+            B64.decode(&file.kdf.salt).ok().and_then(|s| s.try_into().ok()).ok_or_else(|| err("bad salt".into()))?;
+        let kdf = SealingKdf { m_kib: file.kdf.m_kib, t_cost: file.kdf.t_cost, p_cost: file.kdf.p_cost, salt };
         let sealing_key = crypto::derive_sealing_key(secret.bytes(), &kdf)?;
         let mut roots = Vec::new();
         for v in &file.versions {
-            let sealed = B64
-                .decode(&v.sealed)
-                .map_err(|_| err("bad sealed key".into()))?;
+            let sealed = B64.decode(&v.sealed).map_err(|_| err("bad sealed key".into()))?;
             let mut key = crypto::open(&sealing_key, &root_aad(v.version), &sealed)
                 .map_err(|_| KmsError::Unseal("wrong unseal passphrase or key file".into()))?;
             roots.push((v.version, Key256::from_slice(&mut key)?));
@@ -193,29 +167,18 @@ impl LocalKms {
         if roots.is_empty() {
             return Err(err("the keystore holds no root key".into()));
         }
-        Ok(Self {
-            dir: dir.to_owned(),
-            sealing_key,
-            kdf,
-            roots: RwLock::new(roots),
-        })
+        Ok(Self { dir: dir.to_owned(), sealing_key, kdf, roots: RwLock::new(roots) })
     }
 
     /// Writes the sealed versions, whole, through a 0600 temporary file.
     fn save(&self) -> Result<(), KmsError> {
         let path = self.dir.join(FILE);
-        let err = |reason: String| KmsError::Keystore {
-            path: path.display().to_string(),
-            reason,
-        };
+        let err = |reason: String| KmsError::Keystore { path: path.display().to_string(), reason };
         let roots = self.roots.read().map_err(|_| err("lock poisoned".into()))?;
         let mut versions = Vec::new();
         for (v, key) in roots.iter() {
             let sealed = crypto::seal(&self.sealing_key, &root_aad(*v), key.expose_for_cipher())?;
-            versions.push(SealedVersion {
-                version: *v,
-                sealed: B64.encode(sealed),
-            });
+            versions.push(SealedVersion { version: *v, sealed: B64.encode(sealed) });
         }
         let file = KeystoreFile {
             format: 1,
@@ -234,45 +197,25 @@ impl LocalKms {
     }
 
     fn current(&self) -> Result<(u32, Key256), KmsError> {
-        let roots = self
-            .roots
-            .read()
-            .map_err(|_| KmsError::Unseal("lock poisoned".into()))?;
-        roots
-            .last()
-            .map(|(v, k)| (*v, k.clone()))
-            .ok_or_else(|| KmsError::Unseal("no root key".into()))
+        let roots = self.roots.read().map_err(|_| KmsError::Unseal("lock poisoned".into()))?;
+        roots.last().map(|(v, k)| (*v, k.clone())).ok_or_else(|| KmsError::Unseal("no root key".into()))
     }
 
-    pub(crate) async fn wrap(
-        &self,
-        key: &Key256,
-        context: &KeyContext,
-    ) -> Result<WrappedKey, KmsError> {
+    pub(crate) async fn wrap(&self, key: &Key256, context: &KeyContext) -> Result<WrappedKey, KmsError> {
         let (version, root) = self.current()?;
         let sealed = crypto::seal(&root, &context.to_aad(), key.expose_for_cipher())?;
         Ok(WrappedKey(frame(version, &sealed)))
     }
 
-    pub(crate) async fn unwrap(
-        &self,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<Key256, KmsError> {
+    pub(crate) async fn unwrap(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<Key256, KmsError> {
         let (version, sealed) = unframe(&wrapped.0)?;
         let root = {
-            let roots = self
-                .roots
-                .read()
-                .map_err(|_| KmsError::Unseal("lock poisoned".into()))?;
-            roots
-                .iter()
-                .find(|(v, _)| *v == version)
-                .map(|(_, k)| k.clone())
+            let roots = self.roots.read().map_err(|_| KmsError::Unseal("lock poisoned".into()))?;
+            roots.iter().find(|(v, _)| *v == version).map(|(_, k)| k.clone())
         };
         let root = root.ok_or(KmsError::Refused { backend: BACKEND })?;
-        let mut key = crypto::open(&root, &context.to_aad(), sealed)
-            .map_err(|_| KmsError::Refused { backend: BACKEND })?;
+        let mut key =
+            crypto::open(&root, &context.to_aad(), sealed).map_err(|_| KmsError::Refused { backend: BACKEND })?;
         Ok(Key256::from_slice(&mut key)?)
     }
 
@@ -282,18 +225,12 @@ impl LocalKms {
 
     pub(crate) fn info(&self) -> KmsInfo {
         let version = self.current().map(|(v, _)| v).unwrap_or(0);
-        KmsInfo {
-            backend: BACKEND,
-            key_id: format!("local root key v{version}"),
-        }
+        KmsInfo { backend: BACKEND, key_id: format!("local root key v{version}") }
     }
 
     pub(crate) async fn rotate_root(&self) -> Result<u32, KmsError> {
         let next = {
-            let mut roots = self
-                .roots
-                .write()
-                .map_err(|_| KmsError::Unseal("lock poisoned".into()))?;
+            let mut roots = self.roots.write().map_err(|_| KmsError::Unseal("lock poisoned".into()))?;
             let next = roots.last().map_or(1, |(v, _)| v + 1);
             roots.push((next, Key256::generate()?));
             next
@@ -306,22 +243,14 @@ impl LocalKms {
 /// Creates a directory private to this user.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// Writes a file whole with mode 0600, through a temporary file and a
 /// rename, and syncs it.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

@@ -59,9 +59,7 @@ pub struct Pkcs11Kms {
 
 impl std::fmt::Debug for Pkcs11Kms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pkcs11Kms")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Pkcs11Kms").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -69,10 +67,7 @@ impl std::fmt::Debug for Pkcs11Kms {
 /// an error, and SoftHSM crashes on concurrent initialisation.
 fn library(module: &Path) -> Result<Pkcs11, KmsError> {
     static LIBS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
-    let mut libs = LIBS
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| unavailable("library lock poisoned"))?;
+    let mut libs = LIBS.get_or_init(Default::default).lock().map_err(|_| unavailable("library lock poisoned"))?;
     if let Some(lib) = libs.get(module) {
         return Ok(lib.clone());
     }
@@ -87,10 +82,7 @@ fn library(module: &Path) -> Result<Pkcs11, KmsError> {
 }
 
 fn unavailable(reason: &str) -> KmsError {
-    KmsError::Unavailable {
-        backend: BACKEND,
-        reason: reason.to_owned(),
-    }
+    KmsError::Unavailable { backend: BACKEND, reason: reason.to_owned() }
 }
 
 /// Maps a failed decrypt: a wrong tag or context is a refusal, a dead
@@ -115,34 +107,20 @@ impl Pkcs11Kms {
     /// (`strongroom init`); otherwise a missing key is a configuration error.
     pub fn open(config: Pkcs11Config, create_if_missing: bool) -> Result<Self, KmsError> {
         let lib = library(&config.module)?;
-        let slots = lib
-            .get_slots_with_token()
-            .map_err(|e| unavailable(&e.to_string()))?;
+        let slots = lib.get_slots_with_token().map_err(|e| unavailable(&e.to_string()))?;
         let slot = slots
             .into_iter()
-            .find(|s| {
-                lib.get_token_info(*s)
-                    .is_ok_and(|t| t.label().trim_end() == config.token_label)
-            })
+            .find(|s| lib.get_token_info(*s).is_ok_and(|t| t.label().trim_end() == config.token_label))
             .ok_or_else(|| KmsError::Config {
                 setting: "kms.pkcs11.token_label",
-                reason: format!(
-                    "no token labelled {:?} in {}",
-                    config.token_label,
-                    config.module.display()
-                ),
+                reason: format!("no token labelled {:?} in {}", config.token_label, config.module.display()),
             })?;
-        let session = lib
-            .open_rw_session(slot)
-            .map_err(|e| unavailable(&e.to_string()))?;
+        let session = lib.open_rw_session(slot).map_err(|e| unavailable(&e.to_string()))?;
         let pin = AuthPin::from(config.pin.as_str().to_owned());
         match session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => {
-                return Err(KmsError::Config {
-                    setting: "kms.pkcs11.pin",
-                    reason: format!("login refused: {e}"),
-                });
+                return Err(KmsError::Config { setting: "kms.pkcs11.pin", reason: format!("login refused: {e}") });
             }
         }
         let mut keys = Vec::new();
@@ -156,18 +134,12 @@ impl Pkcs11Kms {
             if !create_if_missing {
                 return Err(KmsError::Config {
                     setting: "kms.pkcs11.key_label",
-                    reason: format!(
-                        "no key labelled {}-v1 in the token; run `strongroom init`",
-                        config.key_label
-                    ),
+                    reason: format!("no key labelled {}-v1 in the token; run `strongroom init`", config.key_label),
                 });
             }
             keys.push((1, generate_key(&session, &config.key_label, 1)?));
         }
-        Ok(Self {
-            config,
-            inner: Arc::new(Mutex::new(Inner { session, keys })),
-        })
+        Ok(Self { config, inner: Arc::new(Mutex::new(Inner { session, keys })) })
     }
 
     async fn with_inner<T: Send + 'static>(
@@ -176,32 +148,22 @@ impl Pkcs11Kms {
     ) -> Result<T, KmsError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let mut guard = inner
-                .lock()
-                .map_err(|_| unavailable("session lock poisoned"))?;
+            let mut guard = inner.lock().map_err(|_| unavailable("session lock poisoned"))?;
             f(&mut guard)
         })
         .await
         .map_err(|e| unavailable(&e.to_string()))?
     }
 
-    pub(crate) async fn wrap(
-        &self,
-        key: &Key256,
-        context: &KeyContext,
-    ) -> Result<WrappedKey, KmsError> {
+    pub(crate) async fn wrap(&self, key: &Key256, context: &KeyContext) -> Result<WrappedKey, KmsError> {
         let plaintext = Zeroizing::new(key.expose_for_cipher().to_vec());
         let aad = context.to_aad();
         let mut iv = [0u8; IV_LEN];
         crypto::random_bytes(&mut iv)?;
         self.with_inner(move |inner| {
-            let (version, handle) = *inner
-                .keys
-                .last()
-                .ok_or_else(|| unavailable("no root key"))?;
+            let (version, handle) = *inner.keys.last().ok_or_else(|| unavailable("no root key"))?;
             let mut iv_buf = iv;
-            let params = GcmParams::new(&mut iv_buf, &aad, 128.into())
-                .map_err(|e| unavailable(&e.to_string()))?;
+            let params = GcmParams::new(&mut iv_buf, &aad, 128.into()).map_err(|e| unavailable(&e.to_string()))?;
             let ct = inner
                 .session
                 .encrypt(&Mechanism::AesGcm(params), handle, &plaintext)
@@ -211,11 +173,7 @@ impl Pkcs11Kms {
         .await
     }
 
-    pub(crate) async fn unwrap(
-        &self,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<Key256, KmsError> {
+    pub(crate) async fn unwrap(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<Key256, KmsError> {
         let (version, body) = unframe(&wrapped.0)?;
         if body.len() < IV_LEN + 16 {
             return Err(KmsError::Refused { backend: BACKEND });
@@ -229,14 +187,9 @@ impl Pkcs11Kms {
                 .find(|(v, _)| *v == version)
                 .map(|(_, h)| *h)
                 .ok_or(KmsError::Refused { backend: BACKEND })?;
-            let params = GcmParams::new(&mut iv, &aad, 128.into())
-                .map_err(|e| unavailable(&e.to_string()))?;
-            let mut pt = Zeroizing::new(
-                inner
-                    .session
-                    .decrypt(&Mechanism::AesGcm(params), handle, &ct)
-                    .map_err(decrypt_error)?,
-            );
+            let params = GcmParams::new(&mut iv, &aad, 128.into()).map_err(|e| unavailable(&e.to_string()))?;
+            let mut pt =
+                Zeroizing::new(inner.session.decrypt(&Mechanism::AesGcm(params), handle, &ct).map_err(decrypt_error)?);
             Ok(Key256::from_slice(&mut pt)?)
         })
         .await
@@ -251,10 +204,7 @@ impl Pkcs11Kms {
             for (_, handle) in &inner.keys {
                 let attrs = inner
                     .session
-                    .get_attributes(
-                        *handle,
-                        &[AttributeType::Sensitive, AttributeType::Extractable],
-                    )
+                    .get_attributes(*handle, &[AttributeType::Sensitive, AttributeType::Extractable])
                     .map_err(|e| unavailable(&e.to_string()))?;
                 for a in attrs {
                     match a {
@@ -270,29 +220,15 @@ impl Pkcs11Kms {
     }
 
     pub(crate) async fn health(&self) -> Result<(), KmsError> {
-        self.with_inner(|inner| {
-            inner
-                .session
-                .get_session_info()
-                .map(drop)
-                .map_err(|e| unavailable(&e.to_string()))
-        })
-        .await
+        self.with_inner(|inner| inner.session.get_session_info().map(drop).map_err(|e| unavailable(&e.to_string())))
+            .await
     }
 
     pub(crate) fn info(&self) -> KmsInfo {
-        let version = self
-            .inner
-            .lock()
-            .ok()
-            .and_then(|i| i.keys.last().map(|(v, _)| *v))
-            .unwrap_or(0);
+        let version = self.inner.lock().ok().and_then(|i| i.keys.last().map(|(v, _)| *v)).unwrap_or(0);
         KmsInfo {
             backend: BACKEND,
-            key_id: format!(
-                "token {:?}, key {}-v{version}",
-                self.config.token_label, self.config.key_label
-            ),
+            key_id: format!("token {:?}, key {}-v{version}", self.config.token_label, self.config.key_label),
         }
     }
 
@@ -312,18 +248,9 @@ fn versioned_label(prefix: &str, version: u32) -> Vec<u8> {
     format!("{prefix}-v{version}").into_bytes()
 }
 
-fn find_key(
-    session: &Session,
-    prefix: &str,
-    version: u32,
-) -> Result<Option<ObjectHandle>, KmsError> {
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::Label(versioned_label(prefix, version)),
-    ];
-    let found = session
-        .find_objects(&template)
-        .map_err(|e| unavailable(&e.to_string()))?;
+fn find_key(session: &Session, prefix: &str, version: u32) -> Result<Option<ObjectHandle>, KmsError> {
+    let template = [Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Label(versioned_label(prefix, version))];
+    let found = session.find_objects(&template).map_err(|e| unavailable(&e.to_string()))?;
     Ok(found.first().copied())
 }
 
@@ -344,7 +271,5 @@ fn generate_key(session: &Session, prefix: &str, version: u32) -> Result<ObjectH
         Attribute::ValueLen(32.into()),
         Attribute::Label(versioned_label(prefix, version)),
     ];
-    session
-        .generate_key(&Mechanism::AesKeyGen, &template)
-        .map_err(|e| unavailable(&format!("C_GenerateKey: {e}")))
+    session.generate_key(&Mechanism::AesKeyGen, &template).map_err(|e| unavailable(&format!("C_GenerateKey: {e}")))
 }

@@ -52,10 +52,7 @@ pub struct TransitKms {
 }
 
 fn unavailable(reason: impl Into<String>) -> KmsError {
-    KmsError::Unavailable {
-        backend: BACKEND,
-        reason: reason.into(),
-    }
+    KmsError::Unavailable { backend: BACKEND, reason: reason.into() }
 }
 
 impl TransitKms {
@@ -63,11 +60,7 @@ impl TransitKms {
     /// use it.
     pub async fn open(config: TransitConfig) -> Result<Self, KmsError> {
         let client = http_client(config.ca_file.as_deref())?;
-        let kms = Self {
-            config,
-            client,
-            latest: Default::default(),
-        };
+        let kms = Self { config, client, latest: Default::default() };
         kms.latest_version().await?;
         Ok(kms)
     }
@@ -83,16 +76,8 @@ impl TransitKms {
 
     /// Sends one request; maps transport failures and 5xx to `Unavailable`,
     /// 401/403 to a configuration error, other 4xx to `Refused`.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        url: String,
-        body: Option<Value>,
-    ) -> Result<Value, KmsError> {
-        let mut req = self
-            .client
-            .request(method, url)
-            .header("X-Vault-Token", self.config.token.as_str());
+    async fn call(&self, method: reqwest::Method, url: String, body: Option<Value>) -> Result<Value, KmsError> {
+        let mut req = self.client.request(method, url).header("X-Vault-Token", self.config.token.as_str());
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -107,10 +92,7 @@ impl TransitKms {
             }),
             404 => Err(KmsError::Config {
                 setting: "kms.transit.key",
-                reason: format!(
-                    "no Transit key {:?} at mount {:?}",
-                    self.config.key, self.config.mount
-                ),
+                reason: format!("no Transit key {:?} at mount {:?}", self.config.key, self.config.mount),
             }),
             400..=499 => Err(KmsError::Refused { backend: BACKEND }),
             _ => Err(unavailable(format!("the Transit server answered {status}"))),
@@ -118,52 +100,29 @@ impl TransitKms {
     }
 
     async fn latest_version(&self) -> Result<u32, KmsError> {
-        let body = self
-            .call(reqwest::Method::GET, self.url("keys"), None)
-            .await?;
+        let body = self.call(reqwest::Method::GET, self.url("keys"), None).await?;
         let latest = body["data"]["latest_version"]
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())
             .ok_or_else(|| unavailable("unexpected answer to a key read"))?;
-        self.latest
-            .store(latest, std::sync::atomic::Ordering::Relaxed);
+        self.latest.store(latest, std::sync::atomic::Ordering::Relaxed);
         Ok(latest)
     }
 
-    pub(crate) async fn wrap(
-        &self,
-        key: &Key256,
-        context: &KeyContext,
-    ) -> Result<WrappedKey, KmsError> {
+    pub(crate) async fn wrap(&self, key: &Key256, context: &KeyContext) -> Result<WrappedKey, KmsError> {
         let plaintext = Zeroizing::new(B64.encode(key.expose_for_cipher()));
         let body = json!({ "plaintext": plaintext.as_str(), "associated_data": B64.encode(context.to_aad()) });
-        let res = self
-            .call(reqwest::Method::POST, self.url("encrypt"), Some(body))
-            .await?;
-        let ct = res["data"]["ciphertext"]
-            .as_str()
-            .ok_or_else(|| unavailable("no ciphertext in answer"))?;
+        let res = self.call(reqwest::Method::POST, self.url("encrypt"), Some(body)).await?;
+        let ct = res["data"]["ciphertext"].as_str().ok_or_else(|| unavailable("no ciphertext in answer"))?;
         Ok(WrappedKey(ct.as_bytes().to_vec()))
     }
 
-    pub(crate) async fn unwrap(
-        &self,
-        wrapped: &WrappedKey,
-        context: &KeyContext,
-    ) -> Result<Key256, KmsError> {
-        let ct =
-            std::str::from_utf8(&wrapped.0).map_err(|_| KmsError::Refused { backend: BACKEND })?;
+    pub(crate) async fn unwrap(&self, wrapped: &WrappedKey, context: &KeyContext) -> Result<Key256, KmsError> {
+        let ct = std::str::from_utf8(&wrapped.0).map_err(|_| KmsError::Refused { backend: BACKEND })?;
         let body = json!({ "ciphertext": ct, "associated_data": B64.encode(context.to_aad()) });
-        let res = self
-            .call(reqwest::Method::POST, self.url("decrypt"), Some(body))
-            .await?;
-        let pt = res["data"]["plaintext"]
-            .as_str()
-            .ok_or(KmsError::Refused { backend: BACKEND })?;
-        let mut bytes = Zeroizing::new(
-            B64.decode(pt)
-                .map_err(|_| KmsError::Refused { backend: BACKEND })?,
-        );
+        let res = self.call(reqwest::Method::POST, self.url("decrypt"), Some(body)).await?;
+        let pt = res["data"]["plaintext"].as_str().ok_or(KmsError::Refused { backend: BACKEND })?;
+        let mut bytes = Zeroizing::new(B64.decode(pt).map_err(|_| KmsError::Refused { backend: BACKEND })?);
         Ok(Key256::from_slice(&mut bytes)?)
     }
 
@@ -175,10 +134,7 @@ impl TransitKms {
         let v = self.latest.load(std::sync::atomic::Ordering::Relaxed);
         KmsInfo {
             backend: BACKEND,
-            key_id: format!(
-                "{}/{} v{v} at {}",
-                self.config.mount, self.config.key, self.config.address
-            ),
+            key_id: format!("{}/{} v{v} at {}", self.config.mount, self.config.key, self.config.address),
         }
     }
 
@@ -189,8 +145,7 @@ impl TransitKms {
             self.config.mount.trim_matches('/'),
             self.config.key
         );
-        self.call(reqwest::Method::POST, url, Some(json!({})))
-            .await?;
+        self.call(reqwest::Method::POST, url, Some(json!({}))).await?;
         self.latest_version().await
     }
 }
@@ -211,11 +166,7 @@ fn without_url(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {detail}")
-    }
+    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
 }
 
 /// An HTTPS client (ring provider) trusting the web roots plus an optional
@@ -223,27 +174,18 @@ fn without_url(e: &reqwest::Error) -> String {
 pub(crate) fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, KmsError> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    let config_err = |reason: String| KmsError::Config {
-        setting: "kms.transit.ca_file",
-        reason,
-    };
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let config_err = |reason: String| KmsError::Config { setting: "kms.transit.ca_file", reason };
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(path) = ca_file {
         for cert in CertificateDer::pem_file_iter(path).map_err(|e| config_err(e.to_string()))? {
-            roots
-                .add(cert.map_err(|e| config_err(e.to_string()))?)
-                .map_err(|e| config_err(e.to_string()))?;
+            roots.add(cert.map_err(|e| config_err(e.to_string()))?).map_err(|e| config_err(e.to_string()))?;
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| config_err(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(Duration::from_secs(10))

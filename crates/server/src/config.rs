@@ -48,10 +48,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            message: message.into(),
-        }
+        Self { setting: setting.into(), message: message.into() }
     }
 }
 
@@ -251,7 +248,9 @@ pub enum TlsSource {
         key_file: PathBuf,
     },
     /// A local CA and a leaf for these names, kept in `DATA_DIR/tls`.
-    Generated { names: Vec<String> },
+    Generated {
+        names: Vec<String>,
+    },
 }
 
 /// Which key backend holds the root key, and how to reach it. Secrets (PIN,
@@ -260,7 +259,9 @@ pub enum TlsSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KmsBackend {
     /// The sealed keystore in `DATA_DIR/keystore`.
-    Local { unseal_key_file: Option<PathBuf> },
+    Local {
+        unseal_key_file: Option<PathBuf>,
+    },
     Pkcs11 {
         module: PathBuf,
         token_label: String,
@@ -353,98 +354,57 @@ impl Config {
     fn resolve(file: FileConfig, o: &Overrides) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
 
-        let data_dir = o
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let data_dir = o.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         if let Err(e) = check_data_dir(&data_dir) {
             errors.push(e);
         }
 
-        let listen_text = o
-            .listen
-            .clone()
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
-            ConfigError::new(
-                "listen",
-                format!("{listen_text:?} is not an IP:PORT address"),
-            )
-        });
+        let listen_text = o.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_text
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::new("listen", format!("{listen_text:?} is not an IP:PORT address")));
 
-        let max_connections = o
-            .database_max_connections
-            .or(file.database.max_connections)
-            .unwrap_or(16);
+        let max_connections = o.database_max_connections.or(file.database.max_connections).unwrap_or(16);
         if !(1..=1000).contains(&max_connections) {
-            errors.push(ConfigError::new(
-                "database.max_connections",
-                "must be 1 to 1000",
-            ));
+            errors.push(ConfigError::new("database.max_connections", "must be 1 to 1000"));
         }
         let database = match o.database_url.clone().or(file.database_url) {
             None => Ok(Database::Embedded),
-            Some(url) => check_database_url(&url).map(|()| Database::Postgres {
-                url: DatabaseUrl(url),
-                max_connections,
-            }),
+            Some(url) => {
+                check_database_url(&url).map(|()| Database::Postgres { url: DatabaseUrl(url), max_connections })
+            }
         };
 
         let cert = o.tls_cert_file.clone().or(file.tls.cert_file);
         let key = o.tls_key_file.clone().or(file.tls.key_file);
         let tls = match (cert, key) {
             (Some(cert_file), Some(key_file)) => {
-                for (setting, path) in [("tls.cert_file", &cert_file), ("tls.key_file", &key_file)]
-                {
+                for (setting, path) in [("tls.cert_file", &cert_file), ("tls.key_file", &key_file)] {
                     if !path.is_file() {
-                        errors.push(ConfigError::new(
-                            setting,
-                            format!("{} is not a readable file", path.display()),
-                        ));
+                        errors.push(ConfigError::new(setting, format!("{} is not a readable file", path.display())));
                     }
                 }
-                Ok(TlsSource::Files {
-                    cert_file,
-                    key_file,
-                })
+                Ok(TlsSource::Files { cert_file, key_file })
             }
-            (Some(_), None) => Err(ConfigError::new(
-                "tls.key_file",
-                "required when tls.cert_file is set",
-            )),
-            (None, Some(_)) => Err(ConfigError::new(
-                "tls.cert_file",
-                "required when tls.key_file is set",
-            )),
+            (Some(_), None) => Err(ConfigError::new("tls.key_file", "required when tls.cert_file is set")),
+            (None, Some(_)) => Err(ConfigError::new("tls.cert_file", "required when tls.key_file is set")),
             (None, None) => {
-                let names = file.tls.names.unwrap_or_else(|| {
-                    ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()
-                });
+                let names =
+                    file.tls.names.unwrap_or_else(|| ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec());
                 names
                     .iter()
                     .find(|n| !is_dns_name_or_ip(n))
                     .map_or(Ok(()), |bad| {
-                        Err(ConfigError::new(
-                            "tls.names",
-                            format!("{bad:?} is not a DNS name or IP address"),
-                        ))
+                        Err(ConfigError::new("tls.names", format!("{bad:?} is not a DNS name or IP address")))
                     })
                     .map(|()| TlsSource::Generated { names })
             }
         };
 
         let defaults = HttpLimits::default();
-        let max_body_bytes = o
-            .max_body_bytes
-            .or(file.http.max_body_bytes)
-            .unwrap_or(defaults.max_body_bytes);
+        let max_body_bytes = o.max_body_bytes.or(file.http.max_body_bytes).unwrap_or(defaults.max_body_bytes);
         if !(1024..=1 << 30).contains(&max_body_bytes) {
-            errors.push(ConfigError::new(
-                "http.max_body_bytes",
-                "must be 1024 to 1073741824 (1 KiB to 1 GiB)",
-            ));
+            errors.push(ConfigError::new("http.max_body_bytes", "must be 1024 to 1073741824 (1 KiB to 1 GiB)"));
         }
         let mut seconds = |setting: &str, value: Option<u64>, default: Duration| {
             let secs = value.unwrap_or(default.as_secs());
@@ -464,11 +424,7 @@ impl Config {
             defaults.shutdown_grace,
         );
 
-        let log_level = o
-            .log_level
-            .clone()
-            .or(file.log.level)
-            .unwrap_or_else(|| "info".into());
+        let log_level = o.log_level.clone().or(file.log.level).unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             errors.push(ConfigError::new(
                 "log.level",
@@ -490,11 +446,7 @@ impl Config {
             database,
             listen,
             tls,
-            http: HttpLimits {
-                max_body_bytes,
-                request_timeout,
-                shutdown_grace,
-            },
+            http: HttpLimits { max_body_bytes, request_timeout, shutdown_grace },
             log_level,
             kms,
             dev: o.dev,
@@ -552,29 +504,13 @@ impl Config {
             level: &'a str,
         }
         let (database_url, database) = match &self.database {
-            Database::Embedded => (
-                None,
-                DbView {
-                    backend: "sqlite",
-                    max_connections: None,
-                },
-            ),
-            Database::Postgres {
-                url,
-                max_connections,
-            } => (
-                Some(url.redacted()),
-                DbView {
-                    backend: "postgres",
-                    max_connections: Some(*max_connections),
-                },
-            ),
+            Database::Embedded => (None, DbView { backend: "sqlite", max_connections: None }),
+            Database::Postgres { url, max_connections } => {
+                (Some(url.redacted()), DbView { backend: "postgres", max_connections: Some(*max_connections) })
+            }
         };
         let tls = match &self.tls {
-            TlsSource::Files {
-                cert_file,
-                key_file,
-            } => TlsView {
+            TlsSource::Files { cert_file, key_file } => TlsView {
                 source: "files",
                 cert_file: Some(cert_file),
                 key_file: Some(key_file),
@@ -600,36 +536,22 @@ impl Config {
                 request_timeout_secs: self.http.request_timeout.as_secs(),
                 shutdown_grace_secs: self.http.shutdown_grace.as_secs(),
             },
-            log: LogView {
-                level: &self.log_level,
-            },
+            log: LogView { level: &self.log_level },
             kms: KmsView {
                 backend: self.kms.backend.name(),
                 cache_ttl_secs: self.kms.cache_ttl.as_secs(),
                 cache_max_entries: self.kms.cache_max_entries,
                 detail: match &self.kms.backend {
-                    KmsBackend::Local { unseal_key_file } => unseal_key_file
-                        .as_ref()
-                        .map(|f| format!("unseal key file {}", f.display())),
-                    KmsBackend::Pkcs11 {
-                        module,
-                        token_label,
-                        key_label,
-                        ..
-                    } => Some(format!(
-                        "module {}, token {token_label}, key {key_label}",
-                        module.display()
-                    )),
-                    KmsBackend::Transit {
-                        address,
-                        mount,
-                        key,
-                        ..
-                    } => Some(format!("{address} {mount}/{key}")),
-                    KmsBackend::Aws { key_id, region, .. } => Some(format!(
-                        "{key_id} in {}",
-                        region.as_deref().unwrap_or("the default region")
-                    )),
+                    KmsBackend::Local { unseal_key_file } => {
+                        unseal_key_file.as_ref().map(|f| format!("unseal key file {}", f.display()))
+                    }
+                    KmsBackend::Pkcs11 { module, token_label, key_label, .. } => {
+                        Some(format!("module {}, token {token_label}, key {key_label}", module.display()))
+                    }
+                    KmsBackend::Transit { address, mount, key, .. } => Some(format!("{address} {mount}/{key}")),
+                    KmsBackend::Aws { key_id, region, .. } => {
+                        Some(format!("{key_id} in {}", region.as_deref().unwrap_or("the default region")))
+                    }
                 },
             },
             dev: self.dev,
@@ -640,33 +562,18 @@ impl Config {
 
 /// Resolves the `[kms]` section, pushing an error naming the setting for
 /// anything missing or unsafe.
-fn resolve_kms(
-    file: FileKms,
-    o: &Overrides,
-    data_dir: &Path,
-    errors: &mut Vec<ConfigError>,
-) -> KmsSettings {
-    let name = o
-        .kms_backend
-        .clone()
-        .or(file.backend)
-        .unwrap_or_else(|| "local".into());
-    let missing = |section: &str| {
-        ConfigError::new(
-            format!("kms.{section}"),
-            format!("required when kms.backend = {name:?}"),
-        )
-    };
+fn resolve_kms(file: FileKms, o: &Overrides, data_dir: &Path, errors: &mut Vec<ConfigError>) -> KmsSettings {
+    let name = o.kms_backend.clone().or(file.backend).unwrap_or_else(|| "local".into());
+    let missing =
+        |section: &str| ConfigError::new(format!("kms.{section}"), format!("required when kms.backend = {name:?}"));
     let backend = match name.as_str() {
         "local" => {
             let unseal_key_file = o.unseal_key_file.clone().or(file.local.unseal_key_file);
-            if let Some(f) = &unseal_key_file {
-                if inside(f, data_dir) {
-                    errors.push(ConfigError::new(
-                        "kms.local.unseal_key_file",
-                        "must be kept apart from the data directory (a copy of the data directory would carry its own key)",
-                    ));
-                }
+            if unseal_key_file.as_deref().is_some_and(|f| inside(f, data_dir)) {
+                errors.push(ConfigError::new(
+                    "kms.local.unseal_key_file",
+                    "must be kept apart from the data directory (a copy of the data directory would carry its own key)",
+                ));
             }
             KmsBackend::Local { unseal_key_file }
         }
@@ -679,9 +586,7 @@ fn resolve_kms(
             },
             None => {
                 errors.push(missing("pkcs11"));
-                KmsBackend::Local {
-                    unseal_key_file: None,
-                }
+                KmsBackend::Local { unseal_key_file: None }
             }
         },
         "transit" => match file.transit {
@@ -702,22 +607,14 @@ fn resolve_kms(
             }
             None => {
                 errors.push(missing("transit"));
-                KmsBackend::Local {
-                    unseal_key_file: None,
-                }
+                KmsBackend::Local { unseal_key_file: None }
             }
         },
         "aws-kms" => match file.aws {
-            Some(a) => KmsBackend::Aws {
-                key_id: a.key_id,
-                region: a.region,
-                endpoint: a.endpoint,
-            },
+            Some(a) => KmsBackend::Aws { key_id: a.key_id, region: a.region, endpoint: a.endpoint },
             None => {
                 errors.push(missing("aws"));
-                KmsBackend::Local {
-                    unseal_key_file: None,
-                }
+                KmsBackend::Local { unseal_key_file: None }
             }
         },
         other => {
@@ -725,55 +622,33 @@ fn resolve_kms(
                 "kms.backend",
                 format!("{other:?} is not one of local, pkcs11, transit, aws-kms"),
             ));
-            KmsBackend::Local {
-                unseal_key_file: None,
-            }
+            KmsBackend::Local { unseal_key_file: None }
         }
     };
     if o.dev && !matches!(backend, KmsBackend::Local { .. }) {
-        errors.push(ConfigError::new(
-            "dev",
-            "--dev applies to the local keystore only",
-        ));
+        errors.push(ConfigError::new("dev", "--dev applies to the local keystore only"));
     }
     let ttl = file.cache_ttl_secs.unwrap_or(300);
     if !(1..=86_400).contains(&ttl) {
-        errors.push(ConfigError::new(
-            "kms.cache_ttl_secs",
-            "must be 1 to 86400 seconds",
-        ));
+        errors.push(ConfigError::new("kms.cache_ttl_secs", "must be 1 to 86400 seconds"));
     }
     let cache_max_entries = file.cache_max_entries.unwrap_or(10_000);
     if cache_max_entries > 1_000_000 {
-        errors.push(ConfigError::new(
-            "kms.cache_max_entries",
-            "must be at most 1000000",
-        ));
+        errors.push(ConfigError::new("kms.cache_max_entries", "must be at most 1000000"));
     }
-    KmsSettings {
-        backend,
-        cache_ttl: Duration::from_secs(ttl),
-        cache_max_entries,
-    }
+    KmsSettings { backend, cache_ttl: Duration::from_secs(ttl), cache_max_entries }
 }
 
 fn inside(path: &Path, dir: &Path) -> bool {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     let dir = canon(dir);
-    path.parent()
-        .is_some_and(|parent| canon(parent).starts_with(&dir))
+    path.parent().is_some_and(|parent| canon(parent).starts_with(&dir))
 }
 
 fn is_loopback_url(address: &str) -> bool {
-    url::Url::parse(address)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .is_some_and(|h| {
-            h == "localhost"
-                || h.trim_matches(['[', ']'])
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        })
+    url::Url::parse(address).ok().and_then(|u| u.host_str().map(str::to_owned)).is_some_and(|h| {
+        h == "localhost" || h.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// Refuses `STRONGROOM_*` variables that Strongroom does not read.
@@ -787,11 +662,7 @@ where
         .filter(|k| !KNOWN_ENV.contains(&k.as_str()))
         .map(|k| ConfigError::new(k, "unknown environment variable (a typo?)"))
         .collect();
-    if unknown.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(unknown))
-    }
+    if unknown.is_empty() { Ok(()) } else { Err(ConfigErrors(unknown)) }
 }
 
 fn one(setting: &str, message: impl Into<String>) -> ConfigErrors {
@@ -811,11 +682,7 @@ fn parse_toml(text: &str) -> Result<FileConfig, String> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().message().to_owned();
-        if path.is_empty() || path == "." {
-            message
-        } else {
-            format!("{path}: {message}")
-        }
+        if path.is_empty() || path == "." { message } else { format!("{path}: {message}") }
     })
 }
 
@@ -823,10 +690,9 @@ fn parse_toml(text: &str) -> Result<FileConfig, String> {
 fn check_data_dir(dir: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => Err(ConfigError::new(
-            "data_dir",
-            format!("{} is not a directory", dir.display()),
-        )),
+        Ok(meta) if !meta.is_dir() => {
+            Err(ConfigError::new("data_dir", format!("{} is not a directory", dir.display())))
+        }
         Ok(meta) if meta.permissions().mode() & 0o077 != 0 => Err(ConfigError::new(
             "data_dir",
             format!(
@@ -852,19 +718,10 @@ fn check_database_url(raw: &str) -> Result<(), ConfigError> {
     let host = url.host_str().unwrap_or("");
     let local = host.is_empty()
         || host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    let sslmode = url
-        .query_pairs()
-        .find(|(k, _)| k == "sslmode")
-        .map(|(_, v)| v.into_owned());
+        || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let sslmode = url.query_pairs().find(|(k, _)| k == "sslmode").map(|(_, v)| v.into_owned());
     if !local && !matches!(sslmode.as_deref(), Some("verify-full" | "verify-ca")) {
-        return Err(bad(
-            "connects to a remote host without verifying its certificate; add sslmode=verify-full"
-                .into(),
-        ));
+        return Err(bad("connects to a remote host without verifying its certificate; add sslmode=verify-full".into()));
     }
     Ok(())
 }
@@ -904,9 +761,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_safe() {
         let c = Config::from_toml("", &Overrides::default());
-        let c = c
-            .as_ref()
-            .map(|c| (c.listen.to_string(), c.database.clone()));
+        let c = c.as_ref().map(|c| (c.listen.to_string(), c.database.clone()));
         assert_eq!(c, Ok(("127.0.0.1:8443".into(), Database::Embedded)));
     }
 
@@ -915,17 +770,11 @@ mod tests {
     fn invalid_and_unsafe_values_are_refused_by_name() {
         check("listen = 'everywhere'", "listen");
         check("[http]\nmax_body_bytes = 10", "http.max_body_bytes");
-        check(
-            "[http]\nrequest_timeout_secs = 0",
-            "http.request_timeout_secs",
-        );
+        check("[http]\nrequest_timeout_secs = 0", "http.request_timeout_secs");
         check("[tls]\ncert_file = '/nonexistent.pem'", "tls.key_file");
         check("[tls]\nnames = ['bad name']", "tls.names");
         check("database_url = 'mysql://x/y'", "database_url");
-        check(
-            "database_url = 'postgres://u:p@db.example.com/s'",
-            "database_url",
-        );
+        check("database_url = 'postgres://u:p@db.example.com/s'", "database_url");
         check("[log]\nlevel = 'loud=!'", "log.level");
     }
 
@@ -940,19 +789,13 @@ mod tests {
 
     #[test]
     fn several_errors_are_reported_together() {
-        let errs = errors_of(
-            "listen = 'x'\n[http]\nmax_body_bytes = 1",
-            &Overrides::default(),
-        );
+        let errs = errors_of("listen = 'x'\n[http]\nmax_body_bytes = 1", &Overrides::default());
         assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     #[test]
     fn overrides_win_over_the_file() {
-        let o = Overrides {
-            listen: Some("127.0.0.1:9999".into()),
-            ..Overrides::default()
-        };
+        let o = Overrides { listen: Some("127.0.0.1:9999".into()), ..Overrides::default() };
         let c = Config::from_toml("listen = '127.0.0.1:1111'", &o).map(|c| c.listen.port());
         assert_eq!(c, Ok(9999));
     }
@@ -973,15 +816,9 @@ mod tests {
         let url = DatabaseUrl("postgres://app:hunter2@127.0.0.1:5432/sr".into());
         assert_eq!(url.redacted(), "postgres://app:REDACTED@127.0.0.1:5432/sr");
         assert!(!format!("{url:?}").contains("hunter2"));
-        let c = Config::from_toml(
-            "database_url = 'postgres://app:hunter2@127.0.0.1/sr'",
-            &Overrides::default(),
-        );
+        let c = Config::from_toml("database_url = 'postgres://app:hunter2@127.0.0.1/sr'", &Overrides::default());
         let shown = c.map(|c| c.render_redacted()).unwrap_or_default();
-        assert!(
-            shown.contains("REDACTED") && !shown.contains("hunter2"),
-            "{shown}"
-        );
+        assert!(shown.contains("REDACTED") && !shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
@@ -1004,25 +841,14 @@ mod tests {
             ..Overrides::default()
         };
         let errs = errors_of("", &o);
-        assert!(
-            errs.iter().any(|e| e.contains("kms.local.unseal_key_file")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.contains("kms.local.unseal_key_file")), "{errs:?}");
     }
 
     #[test]
     fn unknown_environment_variables_are_refused() {
-        let vars = [
-            "STRONGROOM_LISTN",
-            "STRONGROOM_LISTEN",
-            "PATH",
-            "STRONGROOM_TEST_DATABASE_URL",
-        ];
+        let vars = ["STRONGROOM_LISTN", "STRONGROOM_LISTEN", "PATH", "STRONGROOM_TEST_DATABASE_URL"];
         let r = check_environment(vars.iter().map(|s| s.to_string()));
-        let names: Vec<String> = r
-            .err()
-            .map(|e| e.0.into_iter().map(|e| e.setting).collect())
-            .unwrap_or_default();
+        let names: Vec<String> = r.err().map(|e| e.0.into_iter().map(|e| e.setting).collect()).unwrap_or_default();
         assert_eq!(names, vec!["STRONGROOM_LISTN".to_string()]);
     }
 }

@@ -37,16 +37,13 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(Kind::PayloadTooLarge).with_detail(
-                    "the request body exceeds the configured limit (http.max_body_bytes)",
-                )
+                Problem::new(Kind::PayloadTooLarge)
+                    .with_detail("the request body exceeds the configured limit (http.max_body_bytes)")
             } else {
                 Problem::new(Kind::MalformedJson).with_detail("the request body could not be read")
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(describe)
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(describe)
     }
 }
 
@@ -56,18 +53,13 @@ fn describe(e: serde_json::Error) -> Problem {
     let at = format!("line {} column {}", e.line(), e.column());
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => Problem::new(Kind::MalformedJson)
-            .with_detail(format!(
-                "the body is not valid JSON: {} at {at}",
-                syntax_reason(&e)
-            )),
+            .with_detail(format!("the body is not valid JSON: {} at {at}", syntax_reason(&e))),
         Category::Data => {
             let message = e.to_string();
             // serde's messages for these name only fields; others (invalid
             // type, invalid value) quote the submitted value, so they get a
             // generic text.
-            let safe = ["missing field", "unknown field", "duplicate field"]
-                .iter()
-                .any(|p| message.starts_with(p));
+            let safe = ["missing field", "unknown field", "duplicate field"].iter().any(|p| message.starts_with(p));
             let reason = if safe {
                 message.split(" at line").next().unwrap_or("").to_owned()
             } else {
@@ -79,11 +71,7 @@ fn describe(e: serde_json::Error) -> Problem {
 }
 
 fn syntax_reason(e: &serde_json::Error) -> &'static str {
-    if e.is_eof() {
-        "unexpected end of input"
-    } else {
-        "unexpected character or token"
-    }
+    if e.is_eof() { "unexpected end of input" } else { "unexpected character or token" }
 }
 
 #[cfg(test)]
@@ -114,28 +102,15 @@ mod tests {
     /// Sends a body to a route behind the real layers; returns the status,
     /// the content type and the problem's `type` and `detail`.
     async fn post_json(content_type: &str, body: &str) -> (StatusCode, String, String, String) {
-        let app = crate::with_layers(
-            Router::new().route("/echo", post(echo)),
-            &HttpLimits::default(),
-        );
+        let app = crate::with_layers(Router::new().route("/echo", post(echo)), &HttpLimits::default());
         let req = Request::post("/echo")
             .header("content-type", content_type)
             .body(Body::from(body.to_owned()))
             .unwrap_or_default();
         let Ok(res) = app.oneshot(req).await;
         let status = res.status();
-        let ct = res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let bytes = res
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let bytes = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
         (status, ct, field("type"), field("detail"))
@@ -153,10 +128,7 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(ct, "application/problem+json");
         assert_eq!(ty, "urn:strongroom:problem:malformed-json");
-        assert!(
-            detail.contains("not valid JSON") && detail.contains("line 1 column"),
-            "{detail}"
-        );
+        assert!(detail.contains("not valid JSON") && detail.contains("line 1 column"), "{detail}");
         let (status, _, _, detail) = post_json("application/json", r#"{"name": "a""#).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(detail.contains("unexpected end"), "{detail}");
@@ -168,19 +140,12 @@ mod tests {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(ty, "urn:strongroom:problem:invalid-body");
         assert!(detail.contains("missing field `name`"), "{detail}");
-        let (_, _, _, detail) =
-            post_json("application/json", r#"{"name":"a","count":1,"nmae":2}"#).await;
+        let (_, _, _, detail) = post_json("application/json", r#"{"name":"a","count":1,"nmae":2}"#).await;
         assert!(detail.contains("unknown field `nmae`"), "{detail}");
-        let (status, _, _, detail) = post_json(
-            "application/json",
-            r#"{"name":"a","count":"jane.doe@example.com"}"#,
-        )
-        .await;
+        let (status, _, _, detail) =
+            post_json("application/json", r#"{"name":"a","count":"jane.doe@example.com"}"#).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(
-            !detail.contains("jane.doe"),
-            "the submitted value is not echoed: {detail}"
-        );
+        assert!(!detail.contains("jane.doe"), "the submitted value is not echoed: {detail}");
     }
 
     #[tokio::test]
@@ -196,28 +161,11 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("secret detail jane.doe@example.com")
         }
-        let app = crate::with_layers(
-            Router::new().route("/boom", post(boom)),
-            &HttpLimits::default(),
-        );
-        let Ok(res) = app
-            .oneshot(
-                Request::post("/boom")
-                    .body(Body::empty())
-                    .unwrap_or_default(),
-            )
-            .await;
+        let app = crate::with_layers(Router::new().route("/boom", post(boom)), &HttpLimits::default());
+        let Ok(res) = app.oneshot(Request::post("/boom").body(Body::empty()).unwrap_or_default()).await;
         assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let bytes = res
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let bytes = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(
-            text.contains("urn:strongroom:problem:internal") && !text.contains("jane.doe"),
-            "{text}"
-        );
+        assert!(text.contains("urn:strongroom:problem:internal") && !text.contains("jane.doe"), "{text}");
     }
 }

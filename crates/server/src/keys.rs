@@ -45,46 +45,22 @@ pub async fn open_kms(config: &Config, create: bool) -> anyhow::Result<Kms> {
                 );
             }
             let secret = unseal_secret(config, unseal_key_file.as_deref(), !exists)?;
-            let kms = if exists {
-                LocalKms::unseal(&dir, &secret)?
-            } else {
-                LocalKms::init(&dir, &secret)?
-            };
+            let kms = if exists { LocalKms::unseal(&dir, &secret)? } else { LocalKms::init(&dir, &secret)? };
             Ok(Kms::Local(kms))
         }
-        KmsBackend::Pkcs11 {
-            module,
-            token_label,
-            key_label,
-            pin_file,
-        } => {
-            let pin = secret_from(
-                pin_file.as_deref(),
-                "STRONGROOM_PKCS11_PIN",
-                "kms.pkcs11.pin_file",
-            )?;
+        KmsBackend::Pkcs11 { module, token_label, key_label, pin_file } => {
+            let pin = secret_from(pin_file.as_deref(), "STRONGROOM_PKCS11_PIN", "kms.pkcs11.pin_file")?;
             let cfg = kms::Pkcs11Config {
                 module: module.clone(),
                 token_label: token_label.clone(),
                 key_label: key_label.clone(),
                 pin,
             };
-            let kms =
-                tokio::task::spawn_blocking(move || kms::Pkcs11Kms::open(cfg, create)).await??;
+            let kms = tokio::task::spawn_blocking(move || kms::Pkcs11Kms::open(cfg, create)).await??;
             Ok(Kms::Pkcs11(kms))
         }
-        KmsBackend::Transit {
-            address,
-            mount,
-            key,
-            token_file,
-            ca_file,
-        } => {
-            let token = secret_from(
-                token_file.as_deref(),
-                "STRONGROOM_TRANSIT_TOKEN",
-                "kms.transit.token_file",
-            )?;
+        KmsBackend::Transit { address, mount, key, token_file, ca_file } => {
+            let token = secret_from(token_file.as_deref(), "STRONGROOM_TRANSIT_TOKEN", "kms.transit.token_file")?;
             let cfg = kms::TransitConfig {
                 address: address.clone(),
                 mount: mount.clone(),
@@ -95,16 +71,8 @@ pub async fn open_kms(config: &Config, create: bool) -> anyhow::Result<Kms> {
             Ok(Kms::Transit(kms::TransitKms::open(cfg).await?))
         }
         #[cfg(feature = "aws")]
-        KmsBackend::Aws {
-            key_id,
-            region,
-            endpoint,
-        } => {
-            let cfg = kms::AwsKmsConfig {
-                key_id: key_id.clone(),
-                region: region.clone(),
-                endpoint: endpoint.clone(),
-            };
+        KmsBackend::Aws { key_id, region, endpoint } => {
+            let cfg = kms::AwsKmsConfig { key_id: key_id.clone(), region: region.clone(), endpoint: endpoint.clone() };
             Ok(Kms::Aws(kms::AwsKms::open(cfg).await?))
         }
         #[cfg(not(feature = "aws"))]
@@ -117,11 +85,9 @@ pub async fn open_kms(config: &Config, create: bool) -> anyhow::Result<Kms> {
 /// A secret from a file (preferred) or an environment variable.
 fn secret_from(file: Option<&Path>, env: &str, setting: &str) -> anyhow::Result<Zeroizing<String>> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{setting}: cannot read {}", path.display()))?;
-        return Ok(Zeroizing::new(
-            text.trim_end_matches(['\r', '\n']).to_owned(),
-        ));
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{setting}: cannot read {}", path.display()))?;
+        return Ok(Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned()));
     }
     match std::env::var(env) {
         Ok(v) if !v.is_empty() => Ok(Zeroizing::new(v)),
@@ -131,11 +97,7 @@ fn secret_from(file: Option<&Path>, env: &str, setting: &str) -> anyhow::Result<
 
 /// What unseals the local keystore: the development key file, a key file,
 /// a passphrase variable, or a prompt on a terminal.
-fn unseal_secret(
-    config: &Config,
-    key_file: Option<&Path>,
-    creating: bool,
-) -> anyhow::Result<UnsealSecret> {
+fn unseal_secret(config: &Config, key_file: Option<&Path>, creating: bool) -> anyhow::Result<UnsealSecret> {
     if config.dev {
         let path = keystore_dir(config).join(DEV_UNSEAL_FILE);
         warn_dev(&path);
@@ -208,10 +170,7 @@ pub async fn database_key(config: &Config, kms: &Kms) -> anyhow::Result<Zeroizin
         return Ok(Zeroizing::new(*key.expose_for_cipher()));
     }
     let file = read_database_key(&path)?;
-    let wrapped = WrappedKey(
-        B64.decode(&file.wrapped)
-            .context("database.key: bad encoding")?,
-    );
+    let wrapped = WrappedKey(B64.decode(&file.wrapped).context("database.key: bad encoding")?);
     let key = kms
         .unwrap(&wrapped, &database_key_context())
         .await
@@ -220,10 +179,8 @@ pub async fn database_key(config: &Config, kms: &Kms) -> anyhow::Result<Zeroizin
 }
 
 fn read_database_key(path: &Path) -> anyhow::Result<DatabaseKeyFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a database key file", path.display()))
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a database key file", path.display()))
 }
 
 fn write_database_key(path: &Path, kms: &Kms, wrapped: &WrappedKey) -> anyhow::Result<()> {

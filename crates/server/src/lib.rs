@@ -47,9 +47,7 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("engine", &self.engine)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("engine", &self.engine).finish_non_exhaustive()
     }
 }
 
@@ -75,17 +73,11 @@ pub fn with_layers(routes: Router, limits: &HttpLimits) -> Router {
     };
     routes.fallback(not_found).layer(
         ServiceBuilder::new()
-            .layer(header(
-                header::STRICT_TRANSPORT_SECURITY,
-                "max-age=63072000; includeSubDomains",
-            ))
+            .layer(header(header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"))
             .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .layer(header(header::REFERRER_POLICY, "no-referrer"))
             .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            ))
+            .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
@@ -93,10 +85,7 @@ pub fn with_layers(routes: Router, limits: &HttpLimits) -> Router {
             .layer(middleware::from_fn(observe::observe))
             .layer(middleware::from_fn(problem::problemise))
             .layer(CatchPanicLayer::custom(problem::from_panic))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                limits.request_timeout,
-            ))
+            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
             .layer(RequestBodyLimitLayer::new(body_limit))
             .layer(DefaultBodyLimit::max(body_limit)),
     )
@@ -124,17 +113,12 @@ pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 /// embedded database is opened with its key, unwrapped through `kms`.
 pub async fn open_store(config: &Config, kms: &kms::Kms) -> anyhow::Result<Store> {
     let store_config = match &config.database {
-        Database::Embedded => StoreConfig::Sqlite {
-            path: keys::database_file(config),
-            key: keys::database_key(config, kms).await?,
-        },
-        Database::Postgres {
-            url,
-            max_connections,
-        } => StoreConfig::Postgres {
-            url: url.expose_for_connect().to_owned(),
-            max_connections: *max_connections,
-        },
+        Database::Embedded => {
+            StoreConfig::Sqlite { path: keys::database_file(config), key: keys::database_key(config, kms).await? }
+        }
+        Database::Postgres { url, max_connections } => {
+            StoreConfig::Postgres { url: url.expose_for_connect().to_owned(), max_connections: *max_connections }
+        }
     };
     Ok(Store::open(&store_config).await?)
 }
@@ -145,10 +129,7 @@ pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine
     prepare_data_dir(&config.data_dir)?;
     let kms = std::sync::Arc::new(keys::open_kms(config, create).await?);
     let store = open_store(config, &kms).await?;
-    let cache = engine::CacheSettings {
-        ttl: config.kms.cache_ttl,
-        max_entries: config.kms.cache_max_entries,
-    };
+    let cache = engine::CacheSettings { ttl: config.kms.cache_ttl, max_entries: config.kms.cache_max_entries };
     Ok(Engine::new(store, kms, cache))
 }
 
@@ -208,19 +189,14 @@ impl Running {
     pub async fn wait(self) -> anyhow::Result<()> {
         let served = self.task.await;
         self.engine.shutdown().await;
-        served
-            .context("server task failed")?
-            .context("server stopped with an error")?;
+        served.context("server task failed")?.context("server stopped with an error")?;
         tracing::info!("stopped");
         Ok(())
     }
 
     /// Serves until `signal` completes, then shuts down gracefully. Returns
     /// early, with the error, if the server stops by itself.
-    pub async fn run_until(
-        mut self,
-        signal: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         tokio::select! {
             () = signal => self.shutdown().await,
             served = &mut self.task => {
@@ -245,38 +221,23 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
 /// `start`, with `extra` routes mounted beside the API's, behind the same
 /// layers; tests use it to serve a route of their own.
-pub async fn start_with_routes(
-    config: &Config,
-    extra: Router<AppState>,
-) -> anyhow::Result<Running> {
+pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyhow::Result<Running> {
     let engine = open_engine(config, config.dev).await?;
     let backend = engine.backend_name();
     let tls = tls::load(&tls_source(config), &config.data_dir).context("tls")?;
 
-    let listener = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).with_context(|| format!("listen: cannot bind {}", config.listen))?;
     listener.set_nonblocking(true).context("listen")?;
     let local_addr = listener.local_addr().context("listen")?;
 
-    let state = AppState {
-        engine: engine.clone(),
-        metrics: observe::metrics_handle(),
-    };
+    let state = AppState { engine: engine.clone(), metrics: observe::metrics_handle() };
     let router = with_layers(routes().merge(extra).with_state(state), &config.http);
     let handle = Handle::new();
-    let server =
-        axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.server_config))
-            .context("listen")?
-            .handle(handle.clone());
+    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.server_config))
+        .context("listen")?
+        .handle(handle.clone());
     let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
     tracing::info!(address = %local_addr, backend, "serving HTTPS");
-    Ok(Running {
-        local_addr,
-        ca_file: tls.ca_file,
-        backend,
-        grace: config.http.shutdown_grace,
-        handle,
-        task,
-        engine,
-    })
+    Ok(Running { local_addr, ca_file: tls.ca_file, backend, grace: config.http.shutdown_grace, handle, task, engine })
 }

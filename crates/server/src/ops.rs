@@ -19,9 +19,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            Problem::new(Kind::NotReady)
-                .with_detail(e.to_string())
-                .into_response()
+            let kind = match e {
+                engine::NotReady::Kms { .. } => Kind::KmsUnavailable,
+                _ => Kind::NotReady,
+            };
+            Problem::new(kind).with_detail(e.to_string()).into_response()
         }
     }
 }
@@ -29,9 +31,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.run_upkeep();
     let mut res = state.metrics.render().into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     res
 }

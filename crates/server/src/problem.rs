@@ -37,42 +37,20 @@ impl Kind {
         use StatusCode as S;
         match self {
             Self::NotFound => (S::NOT_FOUND, "not-found", "Not found"),
-            Self::MethodNotAllowed => (
-                S::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
-            Self::PayloadTooLarge => (
-                S::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Request body too large",
-            ),
-            Self::UnsupportedMediaType => (
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            ),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
+            Self::UnsupportedMediaType => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
             Self::MalformedJson => (S::BAD_REQUEST, "malformed-json", "Malformed JSON"),
-            Self::InvalidBody => (
-                S::UNPROCESSABLE_ENTITY,
-                "invalid-body",
-                "Invalid request body",
-            ),
+            Self::InvalidBody => (S::UNPROCESSABLE_ENTITY, "invalid-body", "Invalid request body"),
             Self::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
-            Self::KmsUnavailable => (
-                S::SERVICE_UNAVAILABLE,
-                "kms-unavailable",
-                "Key service unavailable",
-            ),
+            Self::KmsUnavailable => (S::SERVICE_UNAVAILABLE, "kms-unavailable", "Key service unavailable"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Self::Other(status) => (
                 status,
-                if status.is_client_error() {
-                    "client-error"
-                } else {
-                    "server-error"
-                },
+                if status.is_client_error() { "client-error" } else { "server-error" },
                 status.canonical_reason().unwrap_or("Error"),
             ),
         }
@@ -137,12 +115,8 @@ impl Problem {
 
     fn body(&self) -> Vec<u8> {
         let (status, _, title) = self.kind.parts();
-        let body = Body_ {
-            type_uri: self.kind.type_uri(),
-            title,
-            status: status.as_u16(),
-            detail: self.detail.as_deref(),
-        };
+        let body =
+            Body_ { type_uri: self.kind.type_uri(), title, status: status.as_u16(), detail: self.detail.as_deref() };
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }
@@ -151,8 +125,7 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut res = Response::new(Body::from(self.body()));
         *res.status_mut() = self.kind.status();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         res
     }
 }
@@ -166,10 +139,8 @@ pub async fn problemise(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
     if is_problem {
         return res;
     }
@@ -177,22 +148,14 @@ pub async fn problemise(req: Request, next: Next) -> Response {
     let kind = Kind::from_status(status);
     let detail = match kind {
         Kind::NotFound => Some("no such resource"),
-        Kind::MethodNotAllowed => {
-            Some("the resource does not support this method; see the Allow header")
-        }
-        Kind::PayloadTooLarge => {
-            Some("the request body exceeds the configured limit (http.max_body_bytes)")
-        }
-        Kind::Timeout => {
-            Some("the request took longer than the configured limit (http.request_timeout_secs)")
-        }
+        Kind::MethodNotAllowed => Some("the resource does not support this method; see the Allow header"),
+        Kind::PayloadTooLarge => Some("the request body exceeds the configured limit (http.max_body_bytes)"),
+        Kind::Timeout => Some("the request took longer than the configured limit (http.request_timeout_secs)"),
         _ => None,
     };
     let problem = detail.map_or(Problem::new(kind), |d| Problem::new(kind).with_detail(d));
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     Response::from_parts(parts, Body::from(problem.body()))
 }
 

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::pem::PemObject;
@@ -30,10 +29,7 @@ const RENEW_BEFORE_DAYS: i64 = 30;
 #[non_exhaustive]
 pub enum TlsError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: no certificate found in PEM file")]
     NoCertificate { path: PathBuf },
     #[error("{path}: not a PEM private key ({reason})")]
@@ -78,19 +74,12 @@ pub fn provider() -> CryptoProvider {
 /// Loads or generates the certificate and builds the server configuration.
 pub fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsMaterial, TlsError> {
     let (chain, key, ca_file) = match source {
-        TlsSource::Files {
-            cert_file,
-            key_file,
-        } => (read_chain(cert_file)?, read_key(key_file)?, None),
+        TlsSource::Files { cert_file, key_file } => (read_chain(cert_file)?, read_key(key_file)?, None),
         TlsSource::Generated { names } => {
             let dir = data_dir.join("tls");
             ensure_generated(&dir, names)?;
             let ca = dir.join("ca.pem");
-            (
-                read_chain(&dir.join("server.pem"))?,
-                read_key(&dir.join("server.key"))?,
-                Some(ca),
-            )
+            (read_chain(&dir.join("server.pem"))?, read_key(&dir.join("server.key"))?, Some(ca))
         }
     };
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
@@ -98,41 +87,27 @@ pub fn load(source: &TlsSource, data_dir: &Path) -> Result<TlsMaterial, TlsError
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsMaterial {
-        server_config: Arc::new(config),
-        ca_file,
-    })
+    Ok(TlsMaterial { server_config: Arc::new(config), ca_file })
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
-    move |source| TlsError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| TlsError::Io { path: path.to_owned(), source }
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
     let chain: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::BadKey {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::BadKey { path: path.to_owned(), reason: e.to_string() })?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.to_owned(),
-        });
+        return Err(TlsError::NoCertificate { path: path.to_owned() });
     }
     Ok(chain)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::BadKey {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::BadKey { path: path.to_owned(), reason: e.to_string() })
 }
 
 /// The record kept beside a generated leaf: when it expires and for which
@@ -148,16 +123,11 @@ fn ensure_generated(dir: &Path, names: &[String]) -> Result<(), TlsError> {
     let meta_path = dir.join("server.meta");
     if let Ok(meta) = fs::read_to_string(&meta_path) {
         let mut parts = meta.trim().splitn(2, ' ');
-        let not_after = parts
-            .next()
-            .and_then(|s| s.parse::<i64>().ok())
-            .unwrap_or(0);
+        let not_after = parts.next().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
         let same_names = parts.next() == Some(names.join(",").as_str());
-        let fresh = not_after - OffsetDateTime::now_utc().unix_timestamp()
-            > Duration::days(RENEW_BEFORE_DAYS).whole_seconds();
-        let complete = ["ca.pem", "server.pem", "server.key"]
-            .iter()
-            .all(|f| dir.join(f).is_file());
+        let fresh =
+            not_after - OffsetDateTime::now_utc().unix_timestamp() > Duration::days(RENEW_BEFORE_DAYS).whole_seconds();
+        let complete = ["ca.pem", "server.pem", "server.key"].iter().all(|f| dir.join(f).is_file());
         if same_names && fresh && complete {
             return Ok(());
         }
@@ -170,10 +140,8 @@ fn ensure_generated(dir: &Path, names: &[String]) -> Result<(), TlsError> {
     let now = OffsetDateTime::now_utc();
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name
-        .push(DnType::CommonName, "Strongroom local CA");
-    ca.distinguished_name
-        .push(DnType::OrganizationName, "Strongroom");
+    ca.distinguished_name.push(DnType::CommonName, "Strongroom local CA");
+    ca.distinguished_name.push(DnType::OrganizationName, "Strongroom");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = now - Duration::hours(1);
@@ -183,10 +151,7 @@ fn ensure_generated(dir: &Path, names: &[String]) -> Result<(), TlsError> {
 
     let leaf_key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(names.to_vec())?;
-    leaf.distinguished_name.push(
-        DnType::CommonName,
-        names.first().map_or("localhost", String::as_str),
-    );
+    leaf.distinguished_name.push(DnType::CommonName, names.first().map_or("localhost", String::as_str));
     leaf.is_ca = IsCa::ExplicitNoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -195,19 +160,11 @@ fn ensure_generated(dir: &Path, names: &[String]) -> Result<(), TlsError> {
     leaf.not_after = now + Duration::days(LEAF_DAYS) - Duration::hours(2);
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
 
-    write_file(
-        &dir.join("server.key"),
-        leaf_key.serialize_pem().as_bytes(),
-        0o600,
-    )?;
+    write_file(&dir.join("server.key"), leaf_key.serialize_pem().as_bytes(), 0o600)?;
     // The chain sent is the leaf alone: clients hold the CA as their anchor.
     write_file(&dir.join("server.pem"), leaf_cert.pem().as_bytes(), 0o644)?;
     write_file(&dir.join("ca.pem"), ca_cert.pem().as_bytes(), 0o644)?;
-    write_file(
-        &meta_path,
-        meta_line(leaf.not_after, names).as_bytes(),
-        0o644,
-    )?;
+    write_file(&meta_path, meta_line(leaf.not_after, names).as_bytes(), 0o644)?;
     tracing::info!(ca = %dir.join("ca.pem").display(), "generated a local CA and server certificate");
     Ok(())
 }
@@ -215,16 +172,9 @@ fn ensure_generated(dir: &Path, names: &[String]) -> Result<(), TlsError> {
 /// Writes a file whole, with the given mode, replacing any old one.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(&tmp))?;
+    let mut f =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
@@ -236,14 +186,8 @@ mod tests {
     fn provider_speaks_only_ecdhe_aead_suites() {
         for suite in provider().cipher_suites {
             let name = format!("{:?}", suite.suite());
-            assert!(
-                name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"),
-                "unexpected suite {name}"
-            );
-            assert!(
-                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
-                "{name}"
-            );
+            assert!(name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"), "unexpected suite {name}");
+            assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "{name}");
         }
     }
 
@@ -251,40 +195,20 @@ mod tests {
     fn generated_material_is_reused_and_its_key_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().map_err(|e| e.to_string());
-        let dir = dir
-            .as_ref()
-            .map(|d| d.path().to_owned())
-            .unwrap_or_default();
+        let dir = dir.as_ref().map(|d| d.path().to_owned()).unwrap_or_default();
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let first = load(
-            &TlsSource::Generated {
-                names: names.clone(),
-            },
-            &dir,
-        );
-        assert!(
-            first.as_ref().is_ok_and(|m| m.ca_file.is_some()),
-            "{first:?}"
-        );
+        let first = load(&TlsSource::Generated { names: names.clone() }, &dir);
+        assert!(first.as_ref().is_ok_and(|m| m.ca_file.is_some()), "{first:?}");
         let ca1 = fs::read(dir.join("tls/ca.pem")).unwrap_or_default();
         let again = load(&TlsSource::Generated { names }, &dir);
         assert!(again.is_ok());
-        assert_eq!(
-            fs::read(dir.join("tls/ca.pem")).unwrap_or_default(),
-            ca1,
-            "CA reused"
-        );
+        assert_eq!(fs::read(dir.join("tls/ca.pem")).unwrap_or_default(), ca1, "CA reused");
         let mode = fs::metadata(dir.join("tls/server.key")).map(|m| m.permissions().mode() & 0o777);
         assert_eq!(mode.ok(), Some(0o600));
         let key_pem = fs::read_to_string(dir.join("tls/server.key")).unwrap_or_default();
-        let listing: Vec<_> = fs::read_dir(dir.join("tls"))
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            listing.len(),
-            4,
-            "ca.pem, server.pem, server.key, server.meta: {listing:?}"
-        );
+        let listing: Vec<_> =
+            fs::read_dir(dir.join("tls")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert_eq!(listing.len(), 4, "ca.pem, server.pem, server.key, server.meta: {listing:?}");
         assert!(key_pem.contains("PRIVATE KEY"));
     }
 }

@@ -21,10 +21,7 @@ pub use sqlite::connect_options as sqlite_connect_options;
 pub enum StoreConfig {
     /// The embedded database file, page-encrypted with SQLCipher under
     /// `key` (itself stored wrapped by the KMS root key).
-    Sqlite {
-        path: PathBuf,
-        key: zeroize::Zeroizing<[u8; 32]>,
-    },
+    Sqlite { path: PathBuf, key: zeroize::Zeroizing<[u8; 32]> },
     /// A PostgreSQL server; the URL may carry a password, so this type's
     /// `Debug` never prints it.
     Postgres { url: String, max_connections: u32 },
@@ -33,14 +30,10 @@ pub enum StoreConfig {
 impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Sqlite { path, .. } => f
-                .debug_struct("Sqlite")
-                .field("path", path)
-                .field("key", &"[redacted]")
-                .finish(),
-            Self::Postgres {
-                max_connections, ..
-            } => f
+            Self::Sqlite { path, .. } => {
+                f.debug_struct("Sqlite").field("path", path).field("key", &"[redacted]").finish()
+            }
+            Self::Postgres { max_connections, .. } => f
                 .debug_struct("Postgres")
                 .field("url", &"[redacted]")
                 .field("max_connections", max_connections)
@@ -56,10 +49,7 @@ impl std::fmt::Debug for StoreConfig {
 pub enum StoreError {
     /// The database could not be opened or reached.
     #[error("could not open the {backend} database: {source}")]
-    Connect {
-        backend: &'static str,
-        source: sqlx::Error,
-    },
+    Connect { backend: &'static str, source: sqlx::Error },
     /// The schema history does not match this binary.
     #[error(transparent)]
     Migration(#[from] MigrationError),
@@ -106,13 +96,10 @@ impl Store {
     /// history that does not match this binary.
     pub async fn open(config: &StoreConfig) -> Result<Self> {
         let backend = match config {
-            StoreConfig::Sqlite { path, key } => {
-                Backend::Sqlite(sqlite::SqliteStore::open(path, key).await?)
+            StoreConfig::Sqlite { path, key } => Backend::Sqlite(sqlite::SqliteStore::open(path, key).await?),
+            StoreConfig::Postgres { url, max_connections } => {
+                Backend::Postgres(postgres::PgStore::open(url, *max_connections).await?)
             }
-            StoreConfig::Postgres {
-                url,
-                max_connections,
-            } => Backend::Postgres(postgres::PgStore::open(url, *max_connections).await?),
         };
         Ok(Self { backend })
     }
@@ -161,13 +148,7 @@ impl Store {
 
     /// Replaces a key version's wrapped form (after a root-key rotation).
     /// Returns false if the version was destroyed meanwhile.
-    pub async fn rewrap_org_key(
-        &self,
-        org: OrgId,
-        version: u32,
-        wrapped: &[u8],
-        kms_key_id: &str,
-    ) -> Result<bool> {
+    pub async fn rewrap_org_key(&self, org: OrgId, version: u32, wrapped: &[u8], kms_key_id: &str) -> Result<bool> {
         dispatch!(self.rewrap_org_key(org, version, wrapped, kms_key_id))
     }
 
@@ -216,8 +197,7 @@ pub struct OrgKeyRecord {
 /// a value reads back equal to what was written.
 pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
 }
 
 /// Builds an organisation from stored columns, refusing invalid values.
@@ -229,10 +209,7 @@ fn org_from_columns(
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 ) -> Result<Organisation> {
-    let corrupt = |why: domain::ParseError| StoreError::Corrupt {
-        what: "organisation",
-        why: why.to_string(),
-    };
+    let corrupt = |why: domain::ParseError| StoreError::Corrupt { what: "organisation", why: why.to_string() };
     Ok(Organisation {
         id: OrgId::from_uuid(id),
         slug: OrgSlug::parse(slug).map_err(corrupt)?,
@@ -257,17 +234,13 @@ fn org_key_from_columns(
 ) -> Result<OrgKeyRecord> {
     Ok(OrgKeyRecord {
         org_id: OrgId::from_uuid(org_id),
-        version: u32::try_from(version).map_err(|_| StoreError::Corrupt {
-            what: "organisation key",
-            why: "version out of range".into(),
-        })?,
+        version: u32::try_from(version)
+            .map_err(|_| StoreError::Corrupt { what: "organisation key", why: "version out of range".into() })?,
         wrapped,
         kms_backend,
         kms_key_id,
-        state: KeyState::parse(state).map_err(|e| StoreError::Corrupt {
-            what: "organisation key",
-            why: e.to_string(),
-        })?,
+        state: KeyState::parse(state)
+            .map_err(|e| StoreError::Corrupt { what: "organisation key", why: e.to_string() })?,
         created_at,
         updated_at,
     })

@@ -39,11 +39,7 @@ pub enum MigrationError {
     #[error(
         "migration {label} was edited after it was applied (recorded checksum {recorded}, this binary has {embedded}); released migrations must never change"
     )]
-    Edited {
-        label: String,
-        recorded: String,
-        embedded: String,
-    },
+    Edited { label: String, recorded: String, embedded: String },
     /// The database has a migration this binary does not know: it was
     /// migrated by a newer release.
     #[error(
@@ -52,18 +48,13 @@ pub enum MigrationError {
     Unknown { label: String },
     /// A migration older than the newest applied one is missing from the
     /// database, so applying it now would run it out of order.
-    #[error(
-        "migration {label} is not applied but a later one is; the schema history is out of order"
-    )]
+    #[error("migration {label} is not applied but a later one is; the schema history is out of order")]
     OutOfOrder { label: String },
 }
 
 /// Compares the embedded migrations with the recorded ones and returns those
 /// to apply, in order; any mismatch refuses the whole start.
-pub fn plan<'a>(
-    embedded: &'a [Migration],
-    applied: &[Applied],
-) -> Result<Vec<&'a Migration>, MigrationError> {
+pub fn plan<'a>(embedded: &'a [Migration], applied: &[Applied]) -> Result<Vec<&'a Migration>, MigrationError> {
     for recorded in applied {
         let label = format!("{:04}_{}", recorded.version, recorded.name);
         let Some(m) = embedded.iter().find(|m| m.version == recorded.version) else {
@@ -79,69 +70,37 @@ pub fn plan<'a>(
         }
     }
     let newest_applied = applied.iter().map(|a| a.version).max();
-    let pending: Vec<&Migration> = embedded
-        .iter()
-        .filter(|m| !applied.iter().any(|a| a.version == m.version))
-        .collect();
+    let pending: Vec<&Migration> =
+        embedded.iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).collect();
     if let (Some(newest), Some(first)) = (newest_applied, pending.first())
         && first.version < newest
     {
-        return Err(MigrationError::OutOfOrder {
-            label: first.label(),
-        });
+        return Err(MigrationError::OutOfOrder { label: first.label() });
     }
     Ok(pending)
 }
 
 /// The SQLite migrations, in order.
 pub(crate) const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "organisations",
-        sql: include_str!("../migrations/sqlite/0001_organisations.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "org_keys",
-        sql: include_str!("../migrations/sqlite/0002_org_keys.sql"),
-    },
+    Migration { version: 1, name: "organisations", sql: include_str!("../migrations/sqlite/0001_organisations.sql") },
+    Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/sqlite/0002_org_keys.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
 pub(crate) const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "organisations",
-        sql: include_str!("../migrations/postgres/0001_organisations.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "org_keys",
-        sql: include_str!("../migrations/postgres/0002_org_keys.sql"),
-    },
+    Migration { version: 1, name: "organisations", sql: include_str!("../migrations/postgres/0001_organisations.sql") },
+    Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/postgres/0002_org_keys.sql") },
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ONE: Migration = Migration {
-        version: 1,
-        name: "one",
-        sql: "create table a (x int);",
-    };
-    const TWO: Migration = Migration {
-        version: 2,
-        name: "two",
-        sql: "create table b (x int);",
-    };
+    const ONE: Migration = Migration { version: 1, name: "one", sql: "create table a (x int);" };
+    const TWO: Migration = Migration { version: 2, name: "two", sql: "create table b (x int);" };
 
     fn applied(m: &Migration) -> Applied {
-        Applied {
-            version: m.version,
-            name: m.name.into(),
-            checksum: m.checksum(),
-        }
+        Applied { version: m.version, name: m.name.into(), checksum: m.checksum() }
     }
 
     #[test]
@@ -152,24 +111,15 @@ mod tests {
 
     #[test]
     fn up_to_date_database_applies_nothing() {
-        assert_eq!(
-            plan(&[ONE, TWO], &[applied(&ONE), applied(&TWO)]).map(|p| p.len()),
-            Ok(0)
-        );
+        assert_eq!(plan(&[ONE, TWO], &[applied(&ONE), applied(&TWO)]).map(|p| p.len()), Ok(0));
     }
 
     // claim 002.3
     #[test]
     fn edited_migration_is_refused_by_name() {
-        let edited = Migration {
-            sql: "create table a (x bigint);",
-            ..ONE
-        };
+        let edited = Migration { sql: "create table a (x bigint);", ..ONE };
         let err = plan(&[edited, TWO], &[applied(&ONE)]).err();
-        assert!(
-            matches!(&err, Some(MigrationError::Edited { label, .. }) if label == "0001_one"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Some(MigrationError::Edited { label, .. }) if label == "0001_one"), "{err:?}");
     }
 
     #[test]
@@ -190,10 +140,6 @@ mod tests {
             assert!(list.windows(2).all(|w| w[0].version < w[1].version));
         }
         let names = |l: &[Migration]| l.iter().map(Migration::label).collect::<Vec<_>>();
-        assert_eq!(
-            names(SQLITE),
-            names(POSTGRES),
-            "every migration exists for both backends"
-        );
+        assert_eq!(names(SQLITE), names(POSTGRES), "every migration exists for both backends");
     }
 }

@@ -9,9 +9,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 use crate::migrate::{self, Applied};
-use crate::{
-    OrgKeyRecord, Result, StoreError, conflict_or, org_from_columns, org_key_from_columns,
-};
+use crate::{OrgKeyRecord, Result, StoreError, conflict_or, org_from_columns, org_key_from_columns};
 
 /// The advisory lock key held while migrating ("STRONGRM" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5354_524f_4e47_524d;
@@ -28,10 +26,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
-            .map_err(|source| StoreError::Connect {
-                backend: "PostgreSQL",
-                source,
-            })?;
+            .map_err(|source| StoreError::Connect { backend: "PostgreSQL", source })?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -39,15 +34,9 @@ impl PgStore {
 
     async fn migrate(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
         let result = self.migrate_locked(&mut conn).await;
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *conn)
-            .await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await;
         result?;
         unlocked?;
         Ok(())
@@ -66,15 +55,9 @@ impl PgStore {
         .await?;
         let applied = applied_on(&mut *conn).await?;
         for m in migrate::plan(migrate::POSTGRES, &applied)? {
-            let failed = |source| StoreError::MigrationFailed {
-                label: m.label(),
-                source,
-            };
+            let failed = |source| StoreError::MigrationFailed { label: m.label(), source };
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            sqlx::raw_sql(m.sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
+            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(failed)?;
             sqlx::query(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at)
                  VALUES ($1, $2, $3, $4)",
@@ -237,17 +220,12 @@ impl PgStore {
 }
 
 async fn applied_on(conn: &mut sqlx::PgConnection) -> Result<Vec<Applied>> {
-    let rows =
-        sqlx::query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows = sqlx::query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter()
         .map(|r| {
-            Ok(Applied {
-                version: r.try_get("version")?,
-                name: r.try_get("name")?,
-                checksum: r.try_get("checksum")?,
-            })
+            Ok(Applied { version: r.try_get("version")?, name: r.try_get("name")?, checksum: r.try_get("checksum")? })
         })
         .collect()
 }
@@ -263,10 +241,7 @@ fn org_from_row(r: &PgRow) -> Result<Organisation> {
     )
 }
 
-async fn insert_key(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    key: &OrgKeyRecord,
-) -> Result<()> {
+async fn insert_key(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, key: &OrgKeyRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO org_keys (org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -288,8 +263,7 @@ async fn insert_key(
 fn key_from_row(r: &PgRow) -> Result<OrgKeyRecord> {
     org_key_from_columns(
         r.try_get("org_id")?,
-        r.try_get::<i64, _>("version")
-            .or_else(|_| r.try_get::<i32, _>("version").map(i64::from))?,
+        r.try_get::<i64, _>("version").or_else(|_| r.try_get::<i32, _>("version").map(i64::from))?,
         r.try_get("wrapped")?,
         r.try_get("kms_backend")?,
         r.try_get("kms_key_id")?,

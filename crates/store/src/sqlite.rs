@@ -8,14 +8,11 @@ use std::time::Duration;
 use domain::{OrgId, OrgSlug, Organisation};
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 
 use crate::migrate::{self, Applied};
-use crate::{
-    OrgKeyRecord, Result, StoreError, conflict_or, org_from_columns, org_key_from_columns,
-};
+use crate::{OrgKeyRecord, Result, StoreError, conflict_or, org_from_columns, org_key_from_columns};
 
 /// Connection options for the encrypted database file: the SQLCipher key
 /// is the first pragma (sqlx keeps `key` first), statement logging is off so
@@ -45,18 +42,11 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(connect_options(path, key))
             .await
-            .map_err(|source| StoreError::Connect {
-                backend: "SQLite",
-                source,
-            })?;
+            .map_err(|source| StoreError::Connect { backend: "SQLite", source })?;
         // A wrong key surfaces on the first read as "file is not a database".
-        sqlx::query("SELECT count(*) FROM sqlite_master")
-            .execute(&pool)
-            .await
-            .map_err(|source| StoreError::Connect {
-                backend: "SQLite (wrong database key, or not a Strongroom database)",
-                source,
-            })?;
+        sqlx::query("SELECT count(*) FROM sqlite_master").execute(&pool).await.map_err(|source| {
+            StoreError::Connect { backend: "SQLite (wrong database key, or not a Strongroom database)", source }
+        })?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -75,15 +65,9 @@ impl SqliteStore {
         .await?;
         let applied = self.applied_migrations().await?;
         for m in migrate::plan(migrate::SQLITE, &applied)? {
-            let failed = |source| StoreError::MigrationFailed {
-                label: m.label(),
-                source,
-            };
+            let failed = |source| StoreError::MigrationFailed { label: m.label(), source };
             let mut tx = self.pool.begin().await?;
-            sqlx::raw_sql(m.sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
+            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(failed)?;
             sqlx::query(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at)
                  VALUES (?, ?, ?, ?)",
@@ -102,10 +86,9 @@ impl SqliteStore {
     }
 
     pub(crate) async fn applied_migrations(&self) -> Result<Vec<Applied>> {
-        let rows =
-            sqlx::query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(Applied {
@@ -267,10 +250,7 @@ fn org_from_row(r: &SqliteRow) -> Result<Organisation> {
     )
 }
 
-async fn insert_key(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    key: &OrgKeyRecord,
-) -> Result<()> {
+async fn insert_key(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, key: &OrgKeyRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO org_keys (org_id, version, wrapped, kms_backend, kms_key_id, state, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -292,8 +272,7 @@ async fn insert_key(
 fn key_from_row(r: &SqliteRow) -> Result<OrgKeyRecord> {
     org_key_from_columns(
         r.try_get("org_id")?,
-        r.try_get::<i64, _>("version")
-            .or_else(|_| r.try_get::<i32, _>("version").map(i64::from))?,
+        r.try_get::<i64, _>("version").or_else(|_| r.try_get::<i32, _>("version").map(i64::from))?,
         r.try_get("wrapped")?,
         r.try_get("kms_backend")?,
         r.try_get("kms_key_id")?,

@@ -57,18 +57,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(backend: Backend) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("strongroom-test-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("strongroom-test-").tempdir()?;
         let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(create_pg_database().await?),
         };
-        Ok(Self {
-            backend,
-            dir,
-            database_url,
-        })
+        Ok(Self { backend, dir, database_url })
     }
 
     /// The data directory (the SQLite file, TLS material, blobs, backups).
@@ -115,10 +109,7 @@ impl TestDb {
         let config = self.config()?;
         let kms = server::keys::open_kms(&config, false).await?;
         let key = server::keys::database_key(&config, &kms).await?;
-        Ok(store::sqlite_connect_options(
-            &server::keys::database_file(&config),
-            &key,
-        ))
+        Ok(store::sqlite_connect_options(&server::keys::database_file(&config), &key))
     }
 }
 
@@ -127,18 +118,14 @@ impl TestDb {
 async fn create_pg_database() -> anyhow::Result<String> {
     use sqlx::Connection;
     let admin = std::env::var(PG_ENV).with_context(|| {
-        format!(
-            "PostgreSQL tests need {PG_ENV}: run scripts/test, which starts a throwaway cluster"
-        )
+        format!("PostgreSQL tests need {PG_ENV}: run scripts/test, which starts a throwaway cluster")
     })?;
     let name = format!("sr_test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .with_context(|| format!("cannot reach the test cluster named by {PG_ENV}"))?;
     // The name is generated above from hex digits only.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
     conn.close().await?;
     let mut url = url::Url::parse(&admin)?;
     url.set_path(&name);
@@ -163,10 +150,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 /// Starts the app with the configuration adjusted by `tweak`.
-pub async fn spawn_app_with(
-    backend: Backend,
-    tweak: impl FnOnce(&mut Overrides),
-) -> anyhow::Result<TestApp> {
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Overrides)) -> anyhow::Result<TestApp> {
     let db = TestDb::new(backend).await?;
     let mut overrides = db.overrides();
     tweak(&mut overrides);
@@ -174,12 +158,7 @@ pub async fn spawn_app_with(
     let running = server::start(&config).await?;
     let ca = running.ca_file().context("a generated CA")?.to_owned();
     let client = client_trusting(&ca)?;
-    Ok(TestApp {
-        db,
-        addr: running.local_addr(),
-        client,
-        running: Some(running),
-    })
+    Ok(TestApp { db, addr: running.local_addr(), client, running: Some(running) })
 }
 
 impl TestApp {
@@ -218,20 +197,15 @@ pub fn rustls_client_config(ca_file: &Path) -> anyhow::Result<rustls::ClientConf
     for cert in CertificateDer::pem_file_iter(ca_file)? {
         roots.add(cert?)?;
     }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// An HTTPS client that trusts only the given CA.
 pub fn client_trusting(ca_file: &Path) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(rustls_client_config(ca_file)?)
-        .https_only(true)
-        .build()?)
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(rustls_client_config(ca_file)?).https_only(true).build()?)
 }
 
 /// A client for plain `http://` URLs, to show nothing answers there.
@@ -239,4 +213,54 @@ pub fn plain_http_client() -> reqwest::Client {
     // Either this process installed ring already, or the call installs it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// A TCP forwarder in front of a real peer, so a test can take the peer
+/// away (an outage) and bring it back on the same address.
+#[derive(Debug)]
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding a free loopback port to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        Ok(Self { addr, target, task: Some(tokio::spawn(forward(listener, target))) })
+    }
+
+    /// Stops accepting and cuts every open connection.
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Starts forwarding again on the same address.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.task = Some(tokio::spawn(forward(listener, self.target)));
+        Ok(())
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn forward(listener: tokio::net::TcpListener, target: std::net::SocketAddr) {
+    let mut conns = tokio::task::JoinSet::new();
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        conns.spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
 }

@@ -8,24 +8,13 @@ use axum::routing::get;
 use testkit::{TestDb, backend_tests, client_trusting, spawn_app, spawn_app_with};
 
 /// Asserts a response is problem details of the given type and status.
-async fn assert_problem(
-    res: reqwest::Response,
-    status: u16,
-    kind: &str,
-) -> reqwest::header::HeaderMap {
+async fn assert_problem(res: reqwest::Response, status: u16, kind: &str) -> reqwest::header::HeaderMap {
     assert_eq!(res.status().as_u16(), status);
     let headers = res.headers().clone();
-    let ct = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     assert_eq!(ct, "application/problem+json");
     let body: serde_json::Value = res.json().await.unwrap_or_default();
-    assert_eq!(
-        body["type"],
-        format!("urn:strongroom:problem:{kind}"),
-        "{body}"
-    );
+    assert_eq!(body["type"], format!("urn:strongroom:problem:{kind}"), "{body}");
     assert_eq!(body["status"], status, "{body}");
     assert!(body["title"].is_string(), "{body}");
     headers

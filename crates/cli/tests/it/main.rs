@@ -4,6 +4,7 @@
 
 mod binary;
 mod errors;
+mod keys;
 mod migrations;
 mod ops;
 mod organisations;

@@ -12,10 +12,7 @@ use crate::strongroom;
 async fn tamper(db: &TestDb, sql: &'static str) {
     let result = match db.backend {
         Backend::Sqlite => {
-            let options = db
-                .raw_sqlite_options()
-                .await
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let options = db.raw_sqlite_options().await.unwrap_or_else(|e| panic!("{e:#}"));
             match sqlx::SqliteConnection::connect_with(&options).await {
                 Ok(mut c) => sqlx::query(sql).execute(&mut c).await.map(drop),
                 Err(e) => Err(e),
@@ -37,14 +34,7 @@ async fn tamper(db: &TestDb, sql: &'static str) {
 /// `strongroom serve` on this database, expected to refuse to start.
 fn serve_refuses(db: &TestDb) -> (i32, String) {
     let data_dir = db.data_dir();
-    let mut args = vec![
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir.to_str().unwrap_or(""),
-    ];
+    let mut args = vec!["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap_or("")];
     if let Some(url) = &db.database_url {
         args.extend(["--database-url", url.as_str()]);
     }

@@ -29,22 +29,10 @@ fn every_rust_file_opens_with_a_doc_line_on_its_role() {
     assert!(files.len() > 20, "found the sources: {}", files.len());
     let missing: Vec<_> = files
         .iter()
-        .filter(|f| {
-            !std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .starts_with("//!")
-        })
-        .map(|f| {
-            f.strip_prefix(workspace_root())
-                .unwrap_or(f)
-                .display()
-                .to_string()
-        })
+        .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().starts_with("//!"))
+        .map(|f| f.strip_prefix(workspace_root()).unwrap_or(f).display().to_string())
         .collect();
-    assert!(
-        missing.is_empty(),
-        "files without an opening //! line: {missing:?}"
-    );
+    assert!(missing.is_empty(), "files without an opening //! line: {missing:?}");
 }
 
 #[test]
@@ -58,44 +46,18 @@ fn crates_depend_only_in_the_allowed_directions() {
         ("audit", &["domain", "crypto"]),
         ("engine", &["domain", "crypto", "kms", "store", "audit"]),
         ("backup", &["engine", "store", "crypto", "domain", "kms"]),
-        (
-            "server",
-            &[
-                "engine", "backup", "domain", "store", "crypto", "audit", "kms",
-            ],
-        ),
-        (
-            "cli",
-            &[
-                "server", "engine", "backup", "domain", "store", "crypto", "audit", "kms",
-            ],
-        ),
-        (
-            "testkit",
-            &[
-                "server", "engine", "backup", "domain", "store", "crypto", "audit", "kms",
-            ],
-        ),
+        ("server", &["engine", "backup", "domain", "store", "crypto", "audit", "kms"]),
+        ("cli", &["server", "engine", "backup", "domain", "store", "crypto", "audit", "kms"]),
+        ("testkit", &["server", "engine", "backup", "domain", "store", "crypto", "audit", "kms"]),
     ];
     let ours: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
     for (name, may) in allowed {
-        let manifest = workspace_root()
-            .join("crates")
-            .join(name)
-            .join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest)
-            .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        let manifest = workspace_root().join("crates").join(name).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
         let doc: toml::Table = text.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
-        let deps = doc
-            .get("dependencies")
-            .and_then(|d| d.as_table())
-            .cloned()
-            .unwrap_or_default();
+        let deps = doc.get("dependencies").and_then(|d| d.as_table()).cloned().unwrap_or_default();
         for dep in deps.keys().filter(|d| ours.contains(&d.as_str())) {
-            assert!(
-                may.contains(&dep.as_str()),
-                "crate {name} must not depend on {dep}"
-            );
+            assert!(may.contains(&dep.as_str()), "crate {name} must not depend on {dep}");
         }
     }
 }
@@ -103,16 +65,10 @@ fn crates_depend_only_in_the_allowed_directions() {
 #[test]
 fn domain_and_crypto_do_no_io() {
     for name in ["domain", "crypto"] {
-        let manifest = workspace_root()
-            .join("crates")
-            .join(name)
-            .join("Cargo.toml");
+        let manifest = workspace_root().join("crates").join(name).join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap_or_default();
         for io_crate in ["tokio", "sqlx", "reqwest", "axum", "hyper"] {
-            assert!(
-                !text.contains(&format!("\n{io_crate}")),
-                "{name} depends on {io_crate}"
-            );
+            assert!(!text.contains(&format!("\n{io_crate}")), "{name} depends on {io_crate}");
         }
     }
 }

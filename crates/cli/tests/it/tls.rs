@@ -10,13 +10,7 @@ use testkit::{backend_tests, spawn_app};
 /// the handshake succeeded and everything it printed.
 fn s_client(port: u16, ca: &std::path::Path, flags: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            "localhost",
-        ])
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
         .arg("-CAfile")
         .arg(ca)
         .args(["-verify_return_error", "-brief"])
@@ -26,11 +20,7 @@ fn s_client(port: u16, ca: &std::path::Path, flags: &[&str]) -> (bool, String) {
     match out {
         Ok(o) => (
             o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
         ),
         Err(e) => panic!("openssl is needed for the TLS tests (scripts/test installs it): {e}"),
     }

@@ -12,15 +12,8 @@ async fn fresh_key(endpoint: &str) -> String {
         .load()
         .await;
     let client = aws_sdk_kms::Client::new(&conf);
-    let out = client
-        .create_key()
-        .description("strongroom conformance")
-        .send()
-        .await;
-    out.ok()
-        .and_then(|o| o.key_metadata)
-        .map(|m| m.key_id)
-        .unwrap_or_else(|| panic!("moto CreateKey failed"))
+    let out = client.create_key().description("strongroom conformance").send().await;
+    out.ok().and_then(|o| o.key_metadata).map(|m| m.key_id).unwrap_or_else(|| panic!("moto CreateKey failed"))
 }
 
 // claim 000.6 003.6 003.8
@@ -28,12 +21,8 @@ async fn fresh_key(endpoint: &str) -> String {
 async fn moto_kms_passes_the_conformance_suite() {
     let endpoint = peer_env("STRONGROOM_TEST_AWS_ENDPOINT");
     let key_id = fresh_key(&endpoint).await;
-    let kms = AwsKms::open(AwsKmsConfig {
-        key_id,
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint),
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let kms = AwsKms::open(AwsKmsConfig { key_id, region: Some("us-east-1".into()), endpoint: Some(endpoint) })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     crate::conformance::run(&Kms::Aws(kms), "aws-kms", false).await;
 }

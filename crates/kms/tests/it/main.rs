@@ -12,6 +12,5 @@ mod transit;
 
 /// A peer setting from the environment, or a failure naming it.
 pub fn peer_env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run scripts/test, which starts the peer"))
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test, which starts the peer"))
 }

@@ -36,48 +36,9 @@ async fn the_root_key_cannot_leave_the_token() {
 #[tokio::test]
 async fn a_missing_key_wrong_token_or_wrong_pin_is_a_clear_configuration_error() {
     let missing = Pkcs11Kms::open(config(&unique_label()), false);
-    assert!(
-        matches!(
-            &missing,
-            Err(KmsError::Config {
-                setting: "kms.pkcs11.key_label",
-                ..
-            })
-        ),
-        "{missing:?}"
-    );
-    let wrong_token = Pkcs11Kms::open(
-        Pkcs11Config {
-            token_label: "no-such-token".into(),
-            ..config("x")
-        },
-        false,
-    );
-    assert!(
-        matches!(
-            &wrong_token,
-            Err(KmsError::Config {
-                setting: "kms.pkcs11.token_label",
-                ..
-            })
-        ),
-        "{wrong_token:?}"
-    );
-    let wrong_pin = Pkcs11Kms::open(
-        Pkcs11Config {
-            pin: Zeroizing::new("0000".into()),
-            ..config("x")
-        },
-        false,
-    );
-    assert!(
-        matches!(
-            &wrong_pin,
-            Err(KmsError::Config {
-                setting: "kms.pkcs11.pin",
-                ..
-            })
-        ),
-        "{wrong_pin:?}"
-    );
+    assert!(matches!(&missing, Err(KmsError::Config { setting: "kms.pkcs11.key_label", .. })), "{missing:?}");
+    let wrong_token = Pkcs11Kms::open(Pkcs11Config { token_label: "no-such-token".into(), ..config("x") }, false);
+    assert!(matches!(&wrong_token, Err(KmsError::Config { setting: "kms.pkcs11.token_label", .. })), "{wrong_token:?}");
+    let wrong_pin = Pkcs11Kms::open(Pkcs11Config { pin: Zeroizing::new("0000".into()), ..config("x") }, false);
+    assert!(matches!(&wrong_pin, Err(KmsError::Config { setting: "kms.pkcs11.pin", .. })), "{wrong_pin:?}");
 }

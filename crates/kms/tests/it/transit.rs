@@ -20,49 +20,20 @@ fn config() -> TransitConfig {
 // claim 000.6 003.6
 #[tokio::test]
 async fn openbao_transit_passes_the_conformance_suite() {
-    let kms = TransitKms::open(config())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let kms = TransitKms::open(config()).await.unwrap_or_else(|e| panic!("{e}"));
     crate::conformance::run(&Kms::Transit(kms), "transit", true).await;
 }
 
 #[tokio::test]
 async fn a_wrong_token_or_missing_key_is_a_configuration_error() {
-    let bad_token = TransitKms::open(TransitConfig {
-        token: Zeroizing::new("not-the-token".into()),
-        ..config()
-    })
-    .await;
-    assert!(
-        matches!(
-            &bad_token,
-            Err(KmsError::Config {
-                setting: "kms.transit.token",
-                ..
-            })
-        ),
-        "{bad_token:?}"
-    );
-    let bad_key = TransitKms::open(TransitConfig {
-        key: "no-such-key".into(),
-        ..config()
-    })
-    .await;
-    assert!(
-        matches!(&bad_key, Err(KmsError::Config { .. })),
-        "{bad_key:?}"
-    );
+    let bad_token = TransitKms::open(TransitConfig { token: Zeroizing::new("not-the-token".into()), ..config() }).await;
+    assert!(matches!(&bad_token, Err(KmsError::Config { setting: "kms.transit.token", .. })), "{bad_token:?}");
+    let bad_key = TransitKms::open(TransitConfig { key: "no-such-key".into(), ..config() }).await;
+    assert!(matches!(&bad_key, Err(KmsError::Config { .. })), "{bad_key:?}");
 }
 
 #[tokio::test]
 async fn a_server_that_is_down_is_unavailable_not_refused() {
-    let down = TransitKms::open(TransitConfig {
-        address: "http://127.0.0.1:9".into(),
-        ..config()
-    })
-    .await;
-    assert!(
-        down.as_ref().is_err_and(KmsError::is_unavailable),
-        "{down:?}"
-    );
+    let down = TransitKms::open(TransitConfig { address: "http://127.0.0.1:9".into(), ..config() }).await;
+    assert!(down.as_ref().is_err_and(KmsError::is_unavailable), "{down:?}");
 }
