@@ -65,3 +65,11 @@ typed_id!(
     /// Identifies a profile: one person's record in an organisation.
     ProfileId
 );
+typed_id!(
+    /// Identifies a user account (an operator or an organisation member).
+    UserId
+);
+typed_id!(
+    /// Identifies a sign-in session (its public id, not its secret).
+    SessionId
+);

@@ -7,7 +7,11 @@
 mod id;
 mod key;
 mod org;
+mod policy;
+mod user;
 
-pub use id::{OrgId, ProfileId};
+pub use id::{OrgId, ProfileId, SessionId, UserId};
 pub use key::KeyState;
 pub use org::{NewOrganisation, OrgName, OrgSlug, OrgStatus, Organisation, ParseError};
+pub use policy::{Action, PlatformAction, role_permits};
+pub use user::{DisplayName, Email, Role};
