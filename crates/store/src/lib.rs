@@ -4,15 +4,19 @@
 //! Architecture invariant: only this crate knows SQL. Every call on
 //! tenant-owned data takes an `OrgId` and filters by it in the query itself.
 
+mod identity;
 mod migrate;
 mod postgres;
+mod postgres_identity;
 mod sqlite;
+mod sqlite_identity;
 
 use std::path::PathBuf;
 
-use domain::{KeyState, OrgId, OrgSlug, Organisation};
+use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, Role, SessionId, UserId};
 use time::OffsetDateTime;
 
+pub use identity::{MemberRecord, SessionRecord, SetupPurpose, UserRecord, UserStatus};
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use sqlite::connect_options as sqlite_connect_options;
 
@@ -169,6 +173,113 @@ impl Store {
     /// Every organisation, oldest first.
     pub async fn list_orgs(&self) -> Result<Vec<Organisation>> {
         dispatch!(self.list_orgs())
+    }
+
+    /// Creates a user; the e-mail must be unused.
+    pub async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        dispatch!(self.create_user(user))
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
+        dispatch!(self.user_by_id(id))
+    }
+
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>> {
+        dispatch!(self.user_by_email(email))
+    }
+
+    /// Every user account, oldest first.
+    pub async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        dispatch!(self.list_users())
+    }
+
+    /// Stores a new password hash; false if the user does not exist.
+    pub async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<bool> {
+        dispatch!(self.set_password_hash(id, hash))
+    }
+
+    /// Adds a member, or changes the role of an existing one.
+    pub async fn put_membership(&self, org: OrgId, user: UserId, role: Role) -> Result<()> {
+        dispatch!(self.put_membership(org, user, role))
+    }
+
+    /// Removes a member; false if they were not one.
+    pub async fn remove_membership(&self, org: OrgId, user: UserId) -> Result<bool> {
+        dispatch!(self.remove_membership(org, user))
+    }
+
+    /// The role of a user in an organisation, if a member.
+    pub async fn membership_role(&self, org: OrgId, user: UserId) -> Result<Option<Role>> {
+        dispatch!(self.membership_role(org, user))
+    }
+
+    /// The organisations a user belongs to, with their role.
+    pub async fn memberships_of(&self, user: UserId) -> Result<Vec<(OrgId, Role)>> {
+        dispatch!(self.memberships_of(user))
+    }
+
+    /// The members of one organisation.
+    pub async fn members(&self, org: OrgId) -> Result<Vec<MemberRecord>> {
+        dispatch!(self.members(org))
+    }
+
+    /// How many owners an organisation has.
+    pub async fn count_owners(&self, org: OrgId) -> Result<i64> {
+        dispatch!(self.count_owners(org))
+    }
+
+    /// Stores a new session under the SHA-256 of its secret.
+    pub async fn create_session(&self, session: &SessionRecord, secret_hash: &[u8; 32]) -> Result<()> {
+        dispatch!(self.create_session(session, secret_hash))
+    }
+
+    /// The session whose secret has this SHA-256.
+    pub async fn session_by_secret(&self, secret_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        dispatch!(self.session_by_secret(secret_hash))
+    }
+
+    /// Records activity on a session.
+    pub async fn touch_session(&self, id: SessionId, at: OffsetDateTime) -> Result<()> {
+        dispatch!(self.touch_session(id, at))
+    }
+
+    /// Revokes one of a user's sessions; false if there was no such live
+    /// session of theirs.
+    pub async fn revoke_session(&self, user: UserId, id: SessionId) -> Result<bool> {
+        dispatch!(self.revoke_session(user, id))
+    }
+
+    /// Revokes every session of a user; returns how many.
+    pub async fn revoke_all_sessions(&self, user: UserId) -> Result<u64> {
+        dispatch!(self.revoke_all_sessions(user))
+    }
+
+    /// A user's sessions that are neither revoked nor expired.
+    pub async fn live_sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>> {
+        dispatch!(self.live_sessions_of(user))
+    }
+
+    /// Stores a one-time password-setup token (its SHA-256).
+    pub async fn create_password_setup(
+        &self,
+        token_hash: &[u8; 32],
+        user: UserId,
+        purpose: SetupPurpose,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        dispatch!(self.create_password_setup(token_hash, user, purpose, expires_at))
+    }
+
+    /// The user of a password-setup token that is unused and unexpired,
+    /// without using it up.
+    pub async fn peek_password_setup(&self, token_hash: &[u8; 32], purpose: SetupPurpose) -> Result<Option<UserId>> {
+        dispatch!(self.peek_password_setup(token_hash, purpose))
+    }
+
+    /// Uses up a password-setup token, atomically: returns its user if the
+    /// token exists, has this purpose, is unused and unexpired.
+    pub async fn take_password_setup(&self, token_hash: &[u8; 32], purpose: SetupPurpose) -> Result<Option<UserId>> {
+        dispatch!(self.take_password_setup(token_hash, purpose))
     }
 
     /// Waits for open connections to finish and closes them.

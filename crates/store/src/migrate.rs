@@ -84,12 +84,14 @@ pub fn plan<'a>(embedded: &'a [Migration], applied: &[Applied]) -> Result<Vec<&'
 pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "organisations", sql: include_str!("../migrations/sqlite/0001_organisations.sql") },
     Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/sqlite/0002_org_keys.sql") },
+    Migration { version: 3, name: "identity", sql: include_str!("../migrations/sqlite/0003_identity.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
 pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "organisations", sql: include_str!("../migrations/postgres/0001_organisations.sql") },
     Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/postgres/0002_org_keys.sql") },
+    Migration { version: 3, name: "identity", sql: include_str!("../migrations/postgres/0003_identity.sql") },
 ];
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ const MIGRATION_LOCK: i64 = 0x5354_524f_4e47_524d;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgStore {

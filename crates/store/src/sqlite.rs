@@ -33,7 +33,7 @@ pub fn connect_options(path: &Path, key: &[u8; 32]) -> SqliteConnectOptions {
 
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {

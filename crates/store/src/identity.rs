@@ -1,0 +1,101 @@
+//! Identity records as stored: users, memberships, sessions and one-time
+//! password-setup tokens. Secrets are never stored: passwords as Argon2id
+//! PHC strings, session and setup tokens as their SHA-256.
+
+use domain::{DisplayName, Email, OrgId, Role, SessionId, UserId};
+use time::OffsetDateTime;
+
+use crate::{Result, StoreError};
+
+/// Whether an account may sign in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self> {
+        match s {
+            "active" => Ok(Self::Active),
+            "disabled" => Ok(Self::Disabled),
+            _ => Err(StoreError::Corrupt { what: "user", why: "unknown status".into() }),
+        }
+    }
+}
+
+/// A user account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub email: Email,
+    pub display_name: DisplayName,
+    /// Argon2id PHC string; `None` until a password is set.
+    pub password_hash: Option<String>,
+    pub is_operator: bool,
+    pub status: UserStatus,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("is_operator", &self.is_operator)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A member of an organisation, with the account's details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub org_id: OrgId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub created_at: OffsetDateTime,
+}
+
+/// A sign-in session. Its secret is not here: only its SHA-256 is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub mfa_passed: bool,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Why a password-setup token was issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupPurpose {
+    /// The first password of a new account.
+    Initial,
+    /// A reset requested by the account's owner.
+    Reset,
+}
+
+impl SetupPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+pub(crate) fn corrupt(what: &'static str) -> impl Fn(domain::ParseError) -> StoreError {
+    move |e| StoreError::Corrupt { what, why: e.to_string() }
+}

@@ -1,0 +1,312 @@
+//! The SQLite implementation of the identity records: users,
+//! memberships, sessions and password-setup tokens.
+
+use domain::{DisplayName, Email, OrgId, Role, SessionId, UserId};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+
+use crate::identity::{MemberRecord, SessionRecord, SetupPurpose, UserRecord, UserStatus, corrupt};
+use crate::sqlite::SqliteStore;
+use crate::{Result, conflict_or};
+
+impl SqliteStore {
+    pub(crate) async fn create_user(&self, u: &UserRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, password_hash, is_operator, status, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.id.as_uuid())
+        .bind(u.email.as_str())
+        .bind(u.display_name.as_str())
+        .bind(u.password_hash.as_deref())
+        .bind(u.is_operator)
+        .bind(u.status.as_str())
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, "a user with this e-mail address"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
+        sqlx::query(USER_COLUMNS_BY_ID)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    pub(crate) async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>> {
+        sqlx::query(USER_COLUMNS_BY_EMAIL)
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    pub(crate) async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        sqlx::query(
+            "SELECT id, email, display_name, password_hash, is_operator, status, created_at, updated_at FROM users ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn set_password_hash(&self, id: UserId, hash: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(hash)
+            .bind(crate::now())
+            .bind(id.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn put_membership(&self, org: OrgId, user: UserId, role: Role) -> Result<()> {
+        let now = crate::now();
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
+        )
+        .bind(org.as_uuid())
+        .bind(user.as_uuid())
+        .bind(role.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn remove_membership(&self, org: OrgId, user: UserId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM memberships WHERE org_id = ? AND user_id = ?")
+            .bind(org.as_uuid())
+            .bind(user.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn membership_role(&self, org: OrgId, user: UserId) -> Result<Option<Role>> {
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = ? AND user_id = ?")
+            .bind(org.as_uuid())
+            .bind(user.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        role.map(|r| Role::parse(&r).map_err(corrupt("membership"))).transpose()
+    }
+
+    pub(crate) async fn memberships_of(&self, user: UserId) -> Result<Vec<(OrgId, Role)>> {
+        sqlx::query("SELECT org_id, role FROM memberships WHERE user_id = ? ORDER BY org_id")
+            .bind(user.as_uuid())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok((OrgId::from_uuid(r.try_get("org_id")?), Role::parse(&role).map_err(corrupt("membership"))?))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn members(&self, org: OrgId) -> Result<Vec<MemberRecord>> {
+        sqlx::query(
+            "SELECT m.org_id, m.user_id, m.role, m.created_at, u.email, u.display_name
+             FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.org_id = ? ORDER BY m.created_at, m.user_id",
+        )
+        .bind(org.as_uuid())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let role: String = r.try_get("role")?;
+            let email: String = r.try_get("email")?;
+            let name: String = r.try_get("display_name")?;
+            Ok(MemberRecord {
+                org_id: OrgId::from_uuid(r.try_get("org_id")?),
+                user_id: UserId::from_uuid(r.try_get("user_id")?),
+                role: Role::parse(&role).map_err(corrupt("membership"))?,
+                email: Email::parse(&email).map_err(corrupt("user"))?,
+                display_name: DisplayName::parse(&name).map_err(corrupt("user"))?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+    }
+
+    pub(crate) async fn count_owners(&self, org: OrgId) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM memberships WHERE org_id = ? AND role = 'owner'")
+            .bind(org.as_uuid())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub(crate) async fn create_session(&self, s: &SessionRecord, secret_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (secret_hash, id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&secret_hash[..])
+        .bind(s.id.as_uuid())
+        .bind(s.user_id.as_uuid())
+        .bind(s.mfa_passed)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn session_by_secret(&self, secret_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        sqlx::query(
+            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at FROM sessions WHERE secret_hash = ?",
+        )
+        .bind(&secret_hash[..])
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| session_from_row(&r))
+        .transpose()
+    }
+
+    pub(crate) async fn touch_session(&self, id: SessionId, at: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn revoke_session(&self, user: UserId, id: SessionId) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
+                .bind(crate::now())
+                .bind(id.as_uuid())
+                .bind(user.as_uuid())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn revoke_all_sessions(&self, user: UserId) -> Result<u64> {
+        let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(crate::now())
+            .bind(user.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn live_sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>> {
+        sqlx::query(
+            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at FROM sessions
+             WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at",
+        )
+        .bind(user.as_uuid())
+        .bind(crate::now())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(session_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn create_password_setup(
+        &self,
+        token_hash: &[u8; 32],
+        user: UserId,
+        purpose: SetupPurpose,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO password_setups (token_hash, user_id, purpose, created_at, expires_at, used_at)
+             VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&token_hash[..])
+        .bind(user.as_uuid())
+        .bind(purpose.as_str())
+        .bind(crate::now())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn peek_password_setup(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: SetupPurpose,
+    ) -> Result<Option<UserId>> {
+        let user: Option<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT user_id FROM password_setups
+             WHERE token_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(&token_hash[..])
+        .bind(purpose.as_str())
+        .bind(crate::now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(user.map(UserId::from_uuid))
+    }
+
+    pub(crate) async fn take_password_setup(
+        &self,
+        token_hash: &[u8; 32],
+        purpose: SetupPurpose,
+    ) -> Result<Option<UserId>> {
+        let now = crate::now();
+        let user: Option<uuid::Uuid> = sqlx::query_scalar(
+            "UPDATE password_setups SET used_at = ?
+             WHERE token_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(&token_hash[..])
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(user.map(UserId::from_uuid))
+    }
+}
+
+const USER_COLUMNS_BY_ID: &str = "SELECT id, email, display_name, password_hash, is_operator, status, created_at, updated_at FROM users WHERE id = ?";
+const USER_COLUMNS_BY_EMAIL: &str = "SELECT id, email, display_name, password_hash, is_operator, status, created_at, updated_at FROM users WHERE email = ?";
+
+fn user_from_row(r: &SqliteRow) -> Result<UserRecord> {
+    let email: String = r.try_get("email")?;
+    let name: String = r.try_get("display_name")?;
+    let status: String = r.try_get("status")?;
+    Ok(UserRecord {
+        id: UserId::from_uuid(r.try_get("id")?),
+        email: Email::parse(&email).map_err(corrupt("user"))?,
+        display_name: DisplayName::parse(&name).map_err(corrupt("user"))?,
+        password_hash: r.try_get("password_hash")?,
+        is_operator: r.try_get("is_operator")?,
+        status: UserStatus::parse(&status)?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn session_from_row(r: &SqliteRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: SessionId::from_uuid(r.try_get("id")?),
+        user_id: UserId::from_uuid(r.try_get("user_id")?),
+        mfa_passed: r.try_get("mfa_passed")?,
+        created_at: r.try_get("created_at")?,
+        last_seen_at: r.try_get("last_seen_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
