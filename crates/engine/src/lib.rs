@@ -6,6 +6,7 @@
 //! Today the engine owns the store and the key hierarchy; identity,
 //! profiles and audit arrive with their issues.
 
+pub mod identity;
 pub mod keys;
 
 use std::sync::Arc;
@@ -14,6 +15,9 @@ use domain::{NewOrganisation, OrgSlug, Organisation};
 use kms::Kms;
 use store::Store;
 
+pub use identity::{
+    AuthError, Authorized, AuthorizedPlatform, Denied, IdentitySettings, NewUser, Principal, SessionPolicy,
+};
 pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
 
 /// Why the engine cannot serve requests right now.
@@ -38,6 +42,14 @@ pub enum EngineError {
     Store(#[from] store::StoreError),
     #[error("no organisation {0}")]
     NoSuchOrg(String),
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("an organisation must keep at least one owner")]
+    LastOwner,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
 }
 
 /// The application core shared by every interface.
@@ -45,6 +57,7 @@ pub enum EngineError {
 pub struct Engine {
     store: Store,
     keys: Arc<Keys>,
+    identity: Arc<identity::Identity>,
 }
 
 impl Engine {
@@ -55,7 +68,14 @@ impl Engine {
     /// An engine whose key events go to `observer`.
     pub fn with_observer(store: Store, kms: Arc<Kms>, cache: CacheSettings, observer: Arc<dyn KeyObserver>) -> Self {
         let keys = Arc::new(Keys::new(kms, store.clone(), cache, observer));
-        Self { store, keys }
+        let identity = Arc::new(identity::Identity::new(IdentitySettings::default()));
+        Self { store, keys, identity }
+    }
+
+    /// The same engine with other identity settings.
+    pub fn with_identity(mut self, settings: IdentitySettings) -> Self {
+        self.identity = Arc::new(identity::Identity::new(settings));
+        self
     }
 
     /// `sqlite` or `postgres`.
@@ -98,6 +118,11 @@ impl Engine {
     /// The organisation with this slug, or `NoSuchOrg`.
     pub async fn org_by_slug(&self, slug: &OrgSlug) -> Result<Organisation, EngineError> {
         self.store.find_org_by_slug(slug).await?.ok_or_else(|| EngineError::NoSuchOrg(slug.to_string()))
+    }
+
+    /// An organisation by id, if it exists.
+    pub async fn org(&self, id: domain::OrgId) -> Result<Option<Organisation>, EngineError> {
+        Ok(self.store.get_org(id).await?)
     }
 
     /// Closes the store once in-flight work has finished.

@@ -1,0 +1,587 @@
+//! Identity and access: sign-in, sessions, users, memberships, and the one
+//! authorisation function every caller goes through. `Authorized` can only
+//! be made by `Engine::authorize`: holding one proves the check happened.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crypto::{OpaqueToken, PasswordPolicy, PolicyViolation};
+use domain::{Action, DisplayName, Email, OrgId, PlatformAction, Role, SessionId, UserId, role_permits};
+use store::{MemberRecord, SessionRecord, UserRecord, UserStatus};
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+use crate::{Engine, EngineError};
+
+/// How long sessions live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Signed out after this long without a request.
+    pub idle: Duration,
+    /// Signed out this long after signing in, whatever happens.
+    pub absolute: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self { idle: Duration::from_secs(30 * 60), absolute: Duration::from_secs(12 * 3600) }
+    }
+}
+
+/// Identity settings of a deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdentitySettings {
+    pub sessions: SessionPolicy,
+    pub password_policy: PasswordPolicy,
+}
+
+/// Why a caller could not be identified. Messages are the same whether or
+/// not an account exists.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("wrong e-mail address or password")]
+    InvalidCredentials,
+    #[error("too many failed sign-ins; try again in {} seconds", retry_after.as_secs().max(1))]
+    Throttled { retry_after: Duration },
+    #[error("not signed in, or the session has ended")]
+    Unauthenticated,
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+}
+
+/// Why an authenticated caller may not do something.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// The organisation does not exist or the caller has no access to it;
+    /// the two are indistinguishable on purpose.
+    #[error("no such organisation")]
+    NotFound,
+    /// The caller is a member, but their role does not allow this.
+    #[error("your role does not allow this")]
+    Forbidden,
+    #[error("store error")]
+    Store,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user: UserId,
+    pub is_operator: bool,
+    pub session: SessionId,
+    pub mfa_passed: bool,
+}
+
+/// Proof that `principal` may take `action` in `org`. Only
+/// `Engine::authorize` makes one.
+#[derive(Clone, Debug)]
+pub struct Authorized {
+    principal: Principal,
+    org: OrgId,
+    role: Role,
+    action: Action,
+}
+
+impl Authorized {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn action(&self) -> Action {
+        self.action
+    }
+}
+
+/// Proof that an operator may take a platform action.
+#[derive(Clone, Debug)]
+pub struct AuthorizedPlatform {
+    principal: Principal,
+    action: PlatformAction,
+}
+
+impl AuthorizedPlatform {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+    pub fn action(&self) -> PlatformAction {
+        self.action
+    }
+}
+
+/// A new account.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: Email,
+    pub display_name: DisplayName,
+    pub is_operator: bool,
+}
+
+/// Failed sign-ins per account and per client address, with exponential
+/// back-off after a few free attempts. In memory, per instance.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    entries: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+const FREE_ATTEMPTS: u32 = 5;
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+const MAX_TRACKED: usize = 100_000;
+
+impl Throttle {
+    fn keys(email: &str, client: Option<IpAddr>) -> Vec<String> {
+        let mut keys = vec![format!("account:{}", email.trim().to_lowercase())];
+        if let Some(ip) = client {
+            keys.push(format!("address:{ip}"));
+        }
+        keys
+    }
+
+    /// How long the caller must still wait, if at all.
+    fn wait(&self, keys: &[String]) -> Option<Duration> {
+        let entries = self.entries.lock().ok()?;
+        keys.iter()
+            .filter_map(|k| entries.get(k))
+            .filter_map(|(failures, last)| {
+                let backoff = backoff(*failures)?;
+                backoff.checked_sub(last.elapsed())
+            })
+            .max()
+    }
+
+    fn failed(&self, keys: &[String]) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if entries.len() >= MAX_TRACKED {
+            entries.retain(|_, (_, last)| last.elapsed() < MAX_BACKOFF);
+        }
+        for k in keys {
+            let e = entries.entry(k.clone()).or_insert((0, Instant::now()));
+            e.0 = e.0.saturating_add(1);
+            e.1 = Instant::now();
+        }
+    }
+
+    fn succeeded(&self, account_key: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(account_key);
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Option<Duration> {
+    let over = failures.checked_sub(FREE_ATTEMPTS)?;
+    let secs = 1u64.checked_shl(over.min(20)).unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_BACKOFF))
+}
+
+/// Shared identity machinery held by the engine.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub(crate) settings: IdentitySettings,
+    pub(crate) throttle: Throttle,
+    /// Bounds concurrent Argon2 verifications (memory-hard: 19 MiB each).
+    pub(crate) hashing: Arc<Semaphore>,
+}
+
+impl Identity {
+    pub(crate) fn new(settings: IdentitySettings) -> Self {
+        let permits = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self { settings, throttle: Throttle::default(), hashing: Arc::new(Semaphore::new(permits)) }
+    }
+}
+
+fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+impl Engine {
+    /// Runs a password check on the blocking pool, at most one per core.
+    async fn check_password(&self, password: &str, hash: Option<&str>) -> Result<crypto::Verified, AuthError> {
+        let permit =
+            Arc::clone(&self.identity.hashing).acquire_owned().await.map_err(|_| AuthError::Unauthenticated)?;
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        let hash = hash.map(str::to_owned);
+        let verified = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match hash {
+                Some(h) => crypto::verify_password(&password, &h),
+                None => {
+                    crypto::verify_dummy(&password);
+                    crypto::Verified { ok: false, needs_rehash: false }
+                }
+            }
+        })
+        .await
+        .map_err(|_| AuthError::Unauthenticated)?;
+        Ok(verified)
+    }
+
+    /// Signs in with e-mail and password. Returns the session's secret
+    /// (for the cookie, once), the session and the user.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(OpaqueToken, SessionRecord, UserRecord), AuthError> {
+        let keys = Throttle::keys(email, client);
+        if let Some(retry_after) = self.identity.throttle.wait(&keys) {
+            metrics::counter!("strongroom_signin_throttled_total").increment(1);
+            return Err(AuthError::Throttled { retry_after });
+        }
+        let user = match Email::parse(email) {
+            Ok(e) => self.store.user_by_email(&e).await?,
+            Err(_) => None,
+        };
+        let hash = user.as_ref().filter(|u| u.status == UserStatus::Active).and_then(|u| u.password_hash.as_deref());
+        let verified = self.check_password(password, hash).await?;
+        let user = match user {
+            Some(u) if verified.ok && u.status == UserStatus::Active => u,
+            _ => {
+                self.identity.throttle.failed(&keys);
+                metrics::counter!("strongroom_signin_failures_total").increment(1);
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        self.identity.throttle.succeeded(&keys[0]);
+        if verified.needs_rehash {
+            let new_hash = crypto::hash_password(password)?;
+            self.store.set_password_hash(user.id, &new_hash).await?;
+        }
+        let token = OpaqueToken::generate()?;
+        let now = store::now();
+        let session = SessionRecord {
+            id: SessionId::new(),
+            user_id: user.id,
+            mfa_passed: false,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + to_time(self.identity.settings.sessions.absolute),
+            revoked_at: None,
+        };
+        self.store.create_session(&session, &token.digest()).await?;
+        Ok((token, session, user))
+    }
+
+    /// Identifies the caller from a session secret: it must exist, be
+    /// unrevoked, within its absolute and idle limits, and its user active.
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal, AuthError> {
+        let session =
+            self.store.session_by_secret(&OpaqueToken::digest_of(secret)).await?.ok_or(AuthError::Unauthenticated)?;
+        let now = store::now();
+        let idle = to_time(self.identity.settings.sessions.idle);
+        if session.revoked_at.is_some() || session.expires_at <= now || session.last_seen_at + idle <= now {
+            return Err(AuthError::Unauthenticated);
+        }
+        let user = self.store.user_by_id(session.user_id).await?.ok_or(AuthError::Unauthenticated)?;
+        if user.status != UserStatus::Active {
+            return Err(AuthError::Unauthenticated);
+        }
+        if now - session.last_seen_at > time::Duration::seconds(30) {
+            self.store.touch_session(session.id, now).await?;
+        }
+        Ok(Principal {
+            user: user.id,
+            is_operator: user.is_operator,
+            session: session.id,
+            mfa_passed: session.mfa_passed,
+        })
+    }
+
+    /// Ends the caller's current session.
+    pub async fn logout(&self, principal: &Principal) -> Result<(), EngineError> {
+        self.store.revoke_session(principal.user, principal.session).await?;
+        Ok(())
+    }
+
+    /// The caller's live sessions.
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionRecord>, EngineError> {
+        Ok(self.store.live_sessions_of(principal.user).await?)
+    }
+
+    /// Revokes one of the caller's own sessions; false if no such session.
+    pub async fn revoke_session(&self, principal: &Principal, id: SessionId) -> Result<bool, EngineError> {
+        Ok(self.store.revoke_session(principal.user, id).await?)
+    }
+
+    /// The one authorisation decision for organisation actions: the caller
+    /// must be a member whose role permits the action. Operators are not
+    /// members and get nothing (support sessions will grant them access).
+    /// Deny by default: anything else is refused.
+    pub async fn authorize(&self, principal: &Principal, org: OrgId, action: Action) -> Result<Authorized, Denied> {
+        let role = self.store.membership_role(org, principal.user).await.map_err(|_| Denied::Store)?;
+        match role {
+            None => Err(Denied::NotFound),
+            Some(role) if role_permits(role, action) => {
+                Ok(Authorized { principal: principal.clone(), org, role, action })
+            }
+            Some(_) => Err(Denied::Forbidden),
+        }
+    }
+
+    /// The one authorisation decision for platform actions: operators only.
+    pub fn authorize_platform(
+        &self,
+        principal: &Principal,
+        action: PlatformAction,
+    ) -> Result<AuthorizedPlatform, Denied> {
+        if principal.is_operator {
+            Ok(AuthorizedPlatform { principal: principal.clone(), action })
+        } else {
+            Err(Denied::Forbidden)
+        }
+    }
+
+    /// Platform authority for the command line, which acts on a deployment
+    /// by holding its store and keys (`strongroom user|member ...`). There is
+    /// no session behind it; the audit trail records it as the local
+    /// administrator.
+    pub fn authorize_local_admin(&self, action: PlatformAction) -> AuthorizedPlatform {
+        let principal = Principal {
+            user: UserId::from_uuid(uuid::Uuid::nil()),
+            is_operator: true,
+            session: SessionId::from_uuid(uuid::Uuid::nil()),
+            mfa_passed: true,
+        };
+        AuthorizedPlatform { principal, action }
+    }
+
+    /// Removes a member on behalf of the platform (the command line).
+    pub async fn remove_member_as_operator(
+        &self,
+        _auth: &AuthorizedPlatform,
+        org: OrgId,
+        user: UserId,
+    ) -> Result<bool, EngineError> {
+        if self.store.membership_role(org, user).await? == Some(Role::Owner) && self.store.count_owners(org).await? <= 1
+        {
+            return Err(EngineError::LastOwner);
+        }
+        Ok(self.store.remove_membership(org, user).await?)
+    }
+
+    /// The members of an organisation, on behalf of the platform.
+    pub async fn members_as_operator(
+        &self,
+        _auth: &AuthorizedPlatform,
+        org: OrgId,
+    ) -> Result<Vec<MemberRecord>, EngineError> {
+        Ok(self.store.members(org).await?)
+    }
+
+    /// Creates an account, with a password checked against the policy when
+    /// one is given.
+    pub async fn create_user(&self, new: &NewUser, password: Option<&str>) -> Result<UserRecord, EngineError> {
+        let password_hash = match password {
+            Some(p) => {
+                self.identity
+                    .settings
+                    .password_policy
+                    .check(p, &[new.email.as_str(), new.display_name.as_str()])
+                    .map_err(AuthError::from)?;
+                Some(crypto::hash_password(p).map_err(AuthError::from)?)
+            }
+            None => None,
+        };
+        let now = store::now();
+        let user = UserRecord {
+            id: UserId::new(),
+            email: new.email.clone(),
+            display_name: new.display_name.clone(),
+            password_hash,
+            is_operator: new.is_operator,
+            status: UserStatus::Active,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_user(&user).await?;
+        Ok(user)
+    }
+
+    /// Changes the caller's password after checking the current one;
+    /// every other session of theirs is revoked.
+    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> Result<(), EngineError> {
+        let user = self.store.user_by_id(principal.user).await?.ok_or(AuthError::Unauthenticated)?;
+        if !self.check_password(current, user.password_hash.as_deref()).await?.ok {
+            return Err(AuthError::InvalidCredentials.into());
+        }
+        self.identity
+            .settings
+            .password_policy
+            .check(new, &[user.email.as_str(), user.display_name.as_str()])
+            .map_err(AuthError::from)?;
+        let hash = crypto::hash_password(new).map_err(AuthError::from)?;
+        self.store.set_password_hash(user.id, &hash).await?;
+        for s in self.store.live_sessions_of(user.id).await? {
+            if s.id != principal.session {
+                self.store.revoke_session(user.id, s.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Issues a single-use password-setup token for a user, valid for `ttl`.
+    /// Only its SHA-256 is stored; the token goes to the user once.
+    pub async fn issue_password_setup(
+        &self,
+        user: UserId,
+        purpose: store::SetupPurpose,
+        ttl: Duration,
+    ) -> Result<OpaqueToken, EngineError> {
+        let token = OpaqueToken::generate().map_err(AuthError::from)?;
+        self.store.create_password_setup(&token.digest(), user, purpose, store::now() + to_time(ttl)).await?;
+        Ok(token)
+    }
+
+    /// Sets a password with a single-use setup token. The new password is
+    /// checked against the policy before the token is used up, so a refused
+    /// password leaves the token valid; then the token is consumed
+    /// atomically and every session of the account is revoked.
+    pub async fn complete_password_setup(
+        &self,
+        token: &str,
+        purpose: store::SetupPurpose,
+        new_password: &str,
+    ) -> Result<UserId, EngineError> {
+        let digest = OpaqueToken::digest_of(token);
+        let user = self.store.peek_password_setup(&digest, purpose).await?.ok_or(AuthError::Unauthenticated)?;
+        let record = self.store.user_by_id(user).await?.ok_or(AuthError::Unauthenticated)?;
+        self.identity
+            .settings
+            .password_policy
+            .check(new_password, &[record.email.as_str(), record.display_name.as_str()])
+            .map_err(AuthError::from)?;
+        let hash = crypto::hash_password(new_password).map_err(AuthError::from)?;
+        match self.store.take_password_setup(&digest, purpose).await? {
+            Some(taken) if taken == user => {}
+            _ => return Err(AuthError::Unauthenticated.into()),
+        }
+        self.store.set_password_hash(user, &hash).await?;
+        self.store.revoke_all_sessions(user).await?;
+        Ok(user)
+    }
+
+    /// Every account (operators' view).
+    pub async fn list_users(&self) -> Result<Vec<UserRecord>, EngineError> {
+        Ok(self.store.list_users().await?)
+    }
+
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, EngineError> {
+        Ok(self.store.user_by_id(id).await?)
+    }
+
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, EngineError> {
+        Ok(self.store.user_by_email(email).await?)
+    }
+
+    /// The organisations a user belongs to.
+    pub async fn memberships_of(&self, user: UserId) -> Result<Vec<(OrgId, Role)>, EngineError> {
+        Ok(self.store.memberships_of(user).await?)
+    }
+
+    /// The members of an organisation, for a caller allowed to list them.
+    pub async fn members(&self, auth: &Authorized) -> Result<Vec<MemberRecord>, EngineError> {
+        self.require(auth, Action::ListMembers)?;
+        Ok(self.store.members(auth.org()).await?)
+    }
+
+    /// Adds a member or changes their role. Making or unmaking an owner
+    /// needs the owner permission; the last owner cannot be demoted.
+    pub async fn put_member(&self, auth: &Authorized, user: UserId, role: Role) -> Result<(), EngineError> {
+        self.require(auth, Action::ManageMembers)?;
+        self.store.user_by_id(user).await?.ok_or(EngineError::NoSuchUser)?;
+        let current = self.store.membership_role(auth.org(), user).await?;
+        if (role == Role::Owner || current == Some(Role::Owner)) && !role_permits(auth.role(), Action::ManageOwners) {
+            return Err(EngineError::Denied(Denied::Forbidden));
+        }
+        if current == Some(Role::Owner) && role != Role::Owner && self.store.count_owners(auth.org()).await? <= 1 {
+            return Err(EngineError::LastOwner);
+        }
+        self.store.put_membership(auth.org(), user, role).await?;
+        Ok(())
+    }
+
+    /// Removes a member, keeping at least one owner.
+    pub async fn remove_member(&self, auth: &Authorized, user: UserId) -> Result<bool, EngineError> {
+        self.require(auth, Action::ManageMembers)?;
+        let current = self.store.membership_role(auth.org(), user).await?;
+        if current == Some(Role::Owner) {
+            if !role_permits(auth.role(), Action::ManageOwners) {
+                return Err(EngineError::Denied(Denied::Forbidden));
+            }
+            if self.store.count_owners(auth.org()).await? <= 1 {
+                return Err(EngineError::LastOwner);
+            }
+        }
+        Ok(self.store.remove_membership(auth.org(), user).await?)
+    }
+
+    /// Adds a member on behalf of the platform (the CLI or an operator
+    /// creating an organisation's first owner).
+    pub async fn put_member_as_operator(
+        &self,
+        _auth: &AuthorizedPlatform,
+        org: OrgId,
+        user: UserId,
+        role: Role,
+    ) -> Result<(), EngineError> {
+        self.store.user_by_id(user).await?.ok_or(EngineError::NoSuchUser)?;
+        self.store.get_org(org).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))?;
+        self.store.put_membership(org, user, role).await?;
+        Ok(())
+    }
+
+    fn require(&self, auth: &Authorized, action: Action) -> Result<(), EngineError> {
+        if auth.action() == action || role_permits(auth.role(), action) {
+            Ok(())
+        } else {
+            Err(EngineError::Denied(Denied::Forbidden))
+        }
+    }
+
+    /// The time as the engine sees it (for session answers).
+    pub fn now(&self) -> OffsetDateTime {
+        store::now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_after_the_free_attempts_and_is_capped() {
+        assert_eq!(backoff(5), Some(Duration::from_secs(1)));
+        assert_eq!(backoff(4), None);
+        assert_eq!(backoff(7), Some(Duration::from_secs(4)));
+        assert_eq!(backoff(40), Some(MAX_BACKOFF));
+    }
+
+    #[test]
+    fn throttle_counts_accounts_and_addresses_and_forgets_on_success() {
+        let t = Throttle::default();
+        let keys = Throttle::keys("Jane@Example.com", "127.0.0.1".parse().ok());
+        for _ in 0..5 {
+            assert_eq!(t.wait(&keys), None);
+            t.failed(&keys);
+        }
+        t.failed(&keys);
+        assert!(t.wait(&keys).is_some());
+        let other_account_same_address = Throttle::keys("john@example.com", "127.0.0.1".parse().ok());
+        assert!(t.wait(&other_account_same_address).is_some(), "the address is throttled too");
+        t.succeeded(&keys[0]);
+        assert!(t.wait(&Throttle::keys("jane@example.com", None)).is_none());
+    }
+}
