@@ -91,6 +91,16 @@ struct FileConfig {
     log: FileLog,
     #[serde(default)]
     kms: FileKms,
+    #[serde(default)]
+    auth: FileAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    password_policy: Option<String>,
+    session_idle_secs: Option<u64>,
+    session_absolute_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +342,7 @@ pub struct Config {
     /// Development mode: the local keystore's unseal key is kept in the data
     /// directory. Never for real data.
     pub dev: bool,
+    pub auth: engine::IdentitySettings,
 }
 
 impl Config {
@@ -433,6 +444,7 @@ impl Config {
         }
 
         let kms = resolve_kms(file.kms, o, &data_dir, &mut errors);
+        let auth = resolve_auth(&file.auth, &mut errors);
 
         let (listen, database, tls) = match (listen, database, tls) {
             (Ok(l), Ok(d), Ok(t)) if errors.is_empty() => (l, d, t),
@@ -450,6 +462,7 @@ impl Config {
             log_level,
             kms,
             dev: o.dev,
+            auth,
         })
     }
 
@@ -558,6 +571,29 @@ impl Config {
         };
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# could not render: {e}\n"))
     }
+}
+
+/// Resolves the `[auth]` section.
+fn resolve_auth(file: &FileAuth, errors: &mut Vec<ConfigError>) -> engine::IdentitySettings {
+    let defaults = engine::IdentitySettings::default();
+    let password_policy = match file.password_policy.as_deref() {
+        None => defaults.password_policy,
+        Some(name) => crypto::PasswordPolicy::parse(name).unwrap_or_else(|| {
+            errors.push(ConfigError::new("auth.password_policy", format!("{name:?} is not one of default, classes")));
+            defaults.password_policy
+        }),
+    };
+    let mut secs = |setting: &str, value: Option<u64>, default: Duration, max: u64| {
+        let v = value.unwrap_or(default.as_secs());
+        if !(60..=max).contains(&v) {
+            errors.push(ConfigError::new(setting, format!("must be 60 to {max} seconds")));
+        }
+        Duration::from_secs(v)
+    };
+    let idle = secs("auth.session_idle_secs", file.session_idle_secs, defaults.sessions.idle, 7 * 86_400);
+    let absolute =
+        secs("auth.session_absolute_secs", file.session_absolute_secs, defaults.sessions.absolute, 30 * 86_400);
+    engine::IdentitySettings { sessions: engine::SessionPolicy { idle, absolute }, password_policy }
 }
 
 /// Resolves the `[kms]` section, pushing an error naming the setting for

@@ -47,6 +47,53 @@ where
     }
 }
 
+/// A JSON body read but not yet parsed, for routes that must authorise the
+/// caller before looking at what they sent (a non-member learns nothing, not
+/// even that their body was ill-formed).
+#[derive(Debug, Clone)]
+pub struct RawJson {
+    is_json: bool,
+    bytes: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawJson {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = is_json(&req);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(Kind::PayloadTooLarge)
+                    .with_detail("the request body exceeds the configured limit (http.max_body_bytes)")
+            } else {
+                Problem::new(Kind::MalformedJson).with_detail("the request body could not be read")
+            }
+        })?;
+        Ok(Self { is_json, bytes })
+    }
+}
+
+impl RawJson {
+    /// Parses the body, with the same problems as `ApiJson`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+        if !self.is_json {
+            return Err(Problem::new(Kind::UnsupportedMediaType)
+                .with_detail("the request body must be JSON (Content-Type: application/json)"));
+        }
+        serde_json::from_slice(&self.bytes).map_err(describe)
+    }
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
+        |mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        },
+    )
+}
+
 /// Names what is wrong with a body without repeating any submitted value.
 fn describe(e: serde_json::Error) -> Problem {
     use serde_json::error::Category;

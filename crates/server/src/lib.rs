@@ -5,6 +5,7 @@
 //! Architecture invariant: only this crate knows HTTP and JSON shapes. It
 //! authenticates callers but never decides what they may do; `engine` does.
 
+pub mod api;
 pub mod config;
 pub mod json;
 pub mod keys;
@@ -22,7 +23,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::get;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use engine::Engine;
@@ -51,17 +51,9 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Every route of the API, before state and layers.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-}
-
 /// The whole HTTP application, ready to serve or to call in-process.
 pub fn app(state: AppState, limits: &HttpLimits) -> Router {
-    with_layers(routes().with_state(state), limits)
+    with_layers(api::routes(&state).with_state(state), limits)
 }
 
 /// Wraps routes in the layers every response passes through. Public so
@@ -130,7 +122,7 @@ pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine
     let kms = std::sync::Arc::new(keys::open_kms(config, create).await?);
     let store = open_store(config, &kms).await?;
     let cache = engine::CacheSettings { ttl: config.kms.cache_ttl, max_entries: config.kms.cache_max_entries };
-    Ok(Engine::new(store, kms, cache))
+    Ok(Engine::new(store, kms, cache).with_identity(config.auth))
 }
 
 /// The TLS source, with a specific listen address added to the names of a
@@ -176,6 +168,11 @@ impl Running {
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// The engine the server runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Stops accepting connections; in-flight requests get the configured
@@ -232,12 +229,13 @@ pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyh
     let local_addr = listener.local_addr().context("listen")?;
 
     let state = AppState { engine: engine.clone(), metrics: observe::metrics_handle() };
-    let router = with_layers(routes().merge(extra).with_state(state), &config.http);
+    let router = with_layers(api::routes(&state).merge(extra).with_state(state), &config.http);
     let handle = Handle::new();
     let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.server_config))
         .context("listen")?
         .handle(handle.clone());
-    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
+    let task =
+        tokio::spawn(async move { server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await });
     tracing::info!(address = %local_addr, backend, "serving HTTPS");
     Ok(Running { local_addr, ca_file: tls.ca_file, backend, grace: config.http.shutdown_grace, handle, task, engine })
 }

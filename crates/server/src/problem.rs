@@ -27,6 +27,20 @@ pub enum Kind {
     NotReady,
     /// The key backend cannot be reached; nothing falls back to plaintext.
     KmsUnavailable,
+    /// No valid session or token.
+    Unauthenticated,
+    /// Wrong e-mail address or password (the same answer either way).
+    InvalidCredentials,
+    /// Too many failed sign-ins; `Retry-After` says when to try again.
+    TooManyAttempts,
+    /// A new password breaks the password policy.
+    PasswordPolicy,
+    /// Authenticated, but the role does not allow this.
+    Forbidden,
+    /// A single-use token that is unknown, used or expired.
+    InvalidToken,
+    /// The change conflicts with what exists (a taken slug, the last owner).
+    Conflict,
     Internal,
     /// Any other client or server error status raised by a layer.
     Other(StatusCode),
@@ -47,6 +61,13 @@ impl Kind {
             Self::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, "not-ready", "Service not ready"),
             Self::KmsUnavailable => (S::SERVICE_UNAVAILABLE, "kms-unavailable", "Key service unavailable"),
+            Self::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "Not signed in"),
+            Self::InvalidCredentials => (S::UNAUTHORIZED, "invalid-credentials", "Sign-in failed"),
+            Self::TooManyAttempts => (S::TOO_MANY_REQUESTS, "too-many-attempts", "Too many attempts"),
+            Self::PasswordPolicy => (S::UNPROCESSABLE_ENTITY, "password-policy", "Password refused"),
+            Self::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::InvalidToken => (S::BAD_REQUEST, "invalid-token", "Invalid or expired token"),
+            Self::Conflict => (S::CONFLICT, "conflict", "Conflict"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Self::Other(status) => (
                 status,

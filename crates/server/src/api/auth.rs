@@ -1,0 +1,239 @@
+//! Sign-in and sessions over HTTP: the session cookie (`__Host-`, HttpOnly,
+//! Secure, SameSite=Strict, holding only an opaque random secret), the
+//! `require_session` layer, and the caller's own account routes.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use domain::SessionId;
+use engine::Principal;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::error::{ApiError, unauthenticated};
+use crate::AppState;
+use crate::json::ApiJson;
+
+/// The session cookie. `__Host-` binds it to this host, over HTTPS, path /.
+pub const SESSION_COOKIE: &str = "__Host-strongroom_session";
+
+/// The authenticated caller, put in place by `require_session`. A handler
+/// that takes it on a route without the layer always answers 401.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(unauthenticated)
+    }
+}
+
+fn session_secret(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| Zeroizing::new(value.to_owned()))
+}
+
+/// The layer in front of every protected route: authenticates the session
+/// cookie or answers 401.
+pub async fn require_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(secret) = session_secret(req.headers()) else {
+        return unauthenticated();
+    };
+    match state.engine.authenticate(&secret).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(Caller(principal));
+            next.run(req).await
+        }
+        Err(engine::AuthError::Unauthenticated) => unauthenticated(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: Zeroizing<String>,
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: String,
+    email: String,
+    display_name: String,
+    operator: bool,
+}
+
+impl From<&store::UserRecord> for UserView {
+    fn from(u: &store::UserRecord) -> Self {
+        Self {
+            id: u.id.to_string(),
+            email: u.email.to_string(),
+            display_name: u.display_name.as_str().to_owned(),
+            operator: u.is_operator,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    last_seen_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: time::OffsetDateTime,
+    current: bool,
+}
+
+fn session_view(s: &store::SessionRecord, current: Option<SessionId>) -> SessionView {
+    SessionView {
+        id: s.id.to_string(),
+        created_at: s.created_at,
+        last_seen_at: s.last_seen_at,
+        expires_at: s.expires_at,
+        current: Some(s.id) == current,
+    }
+}
+
+/// The client's address, when the server knows it (not in-process tests).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
+/// `POST /v1/auth/login`: e-mail and password in, session cookie out.
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let (token, session, user) = state.engine.login(&body.email, &body.password, client).await?;
+    let max_age = (session.expires_at - session.created_at).whole_seconds().max(0);
+    let cookie =
+        format!("{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}", token.reveal());
+    let mut res = Json(serde_json::json!({
+        "user": UserView::from(&user),
+        "session": session_view(&session, Some(session.id)),
+    }))
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(res)
+}
+
+/// A cookie that deletes the session cookie.
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("__Host-strongroom_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// `POST /v1/auth/logout`: revokes the current session.
+pub async fn logout(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    state.engine.logout(&p).await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(res)
+}
+
+/// `GET /v1/auth/sessions`: the caller's live sessions.
+pub async fn list_sessions(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    let sessions = state.engine.sessions(&p).await?;
+    let views: Vec<SessionView> = sessions.iter().map(|s| session_view(s, Some(p.session))).collect();
+    Ok(Json(serde_json::json!({ "sessions": views })).into_response())
+}
+
+/// `DELETE /v1/auth/sessions/{id}`: revokes one of the caller's sessions.
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Ok(id) = id.parse::<SessionId>() else {
+        return Ok(crate::problem::Problem::new(crate::problem::Kind::NotFound)
+            .with_detail("no such session")
+            .into_response());
+    };
+    if state.engine.revoke_session(&p, id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Ok(crate::problem::Problem::new(crate::problem::Kind::NotFound).with_detail("no such session").into_response())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: Zeroizing<String>,
+    new_password: Zeroizing<String>,
+}
+
+/// `POST /v1/auth/password`: changes the caller's password; the caller's
+/// other sessions are revoked.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<Response, ApiError> {
+    state.engine.change_password(&p, &body.current_password, &body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/me`: who the caller is and where they are a member.
+pub async fn me(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    let user = state.engine.user_by_id(p.user).await?.ok_or(engine::AuthError::Unauthenticated)?;
+    let mut memberships = Vec::new();
+    for (org_id, role) in state.engine.memberships_of(p.user).await? {
+        if let Some(org) = state.engine.org(org_id).await? {
+            memberships.push(serde_json::json!({ "org_id": org.id, "org": org.slug, "role": role }));
+        }
+    }
+    Ok(Json(serde_json::json!({ "user": UserView::from(&user), "memberships": memberships })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSetup {
+    token: Zeroizing<String>,
+    new_password: Zeroizing<String>,
+}
+
+/// `POST /v1/auth/setup-password`: sets a password with a single-use token
+/// (a new account's first password, or a reset). Public: the token is the
+/// credential.
+pub async fn setup_password(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<PasswordSetup>,
+) -> Result<Response, ApiError> {
+    let done =
+        state.engine.complete_password_setup(&body.token, store::SetupPurpose::Initial, &body.new_password).await;
+    match done {
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(engine::EngineError::Auth(engine::AuthError::Unauthenticated)) => {
+            Ok(crate::problem::Problem::new(crate::problem::Kind::InvalidToken)
+                .with_detail("the token is unknown, used or expired")
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,70 @@
+//! How engine errors become problem details: the client learns what kind of
+//! failure it was, never internals; the log gets the cause.
+
+use axum::response::{IntoResponse, Response};
+use engine::{AuthError, Denied, EngineError, KeyError};
+use http::{HeaderValue, header};
+
+use crate::problem::{Kind, Problem};
+
+/// An API error: an engine error rendered as a problem.
+#[derive(Debug)]
+pub struct ApiError(pub EngineError);
+
+impl<E: Into<EngineError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self.0 {
+            EngineError::Auth(AuthError::Throttled { retry_after }) => {
+                let secs = retry_after.as_secs().max(1);
+                let mut res = Problem::new(Kind::TooManyAttempts)
+                    .with_detail(format!("too many failed sign-ins; try again in {secs} seconds"))
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                res
+            }
+            EngineError::Auth(AuthError::InvalidCredentials) => {
+                Problem::new(Kind::InvalidCredentials).with_detail("wrong e-mail address or password").into_response()
+            }
+            EngineError::Auth(AuthError::Unauthenticated) => unauthenticated(),
+            EngineError::Auth(AuthError::Policy(v)) => {
+                Problem::new(Kind::PasswordPolicy).with_detail(v.to_string()).into_response()
+            }
+            EngineError::Denied(Denied::NotFound) | EngineError::NoSuchOrg(_) => {
+                Problem::new(Kind::NotFound).with_detail("no such organisation").into_response()
+            }
+            EngineError::NoSuchUser => Problem::new(Kind::NotFound).with_detail("no such user").into_response(),
+            EngineError::Denied(Denied::Forbidden) => {
+                Problem::new(Kind::Forbidden).with_detail("your role does not allow this").into_response()
+            }
+            EngineError::LastOwner => {
+                Problem::new(Kind::Conflict).with_detail("an organisation must keep at least one owner").into_response()
+            }
+            EngineError::Store(store::StoreError::Conflict { what }) => {
+                Problem::new(Kind::Conflict).with_detail(format!("{what} already exists")).into_response()
+            }
+            EngineError::Key(KeyError::KmsUnavailable(e)) => {
+                tracing::warn!(error = %e, "key backend unavailable");
+                Problem::new(Kind::KmsUnavailable)
+                    .with_detail("the key service is unavailable; try again later")
+                    .into_response()
+            }
+            other => {
+                tracing::error!(error = %other, "request failed");
+                Problem::new(Kind::Internal).into_response()
+            }
+        }
+    }
+}
+
+/// 401: no valid session.
+pub fn unauthenticated() -> Response {
+    Problem::new(Kind::Unauthenticated).with_detail("sign in first, or the session has ended").into_response()
+}

@@ -1,0 +1,42 @@
+//! The REST API under `/v1`: routes split into the few public ones and the
+//! protected rest, which sit behind `require_session`. Deny by default: a
+//! protected handler takes `Caller`, which only exists once the session
+//! layer has authenticated the request.
+
+mod auth;
+mod error;
+mod orgs;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{delete, get, post, put};
+
+pub use auth::{Caller, SESSION_COOKIE};
+
+use crate::{AppState, ops};
+
+/// The routes anyone may call, by path. The route inventory test keeps this
+/// list honest.
+pub const PUBLIC: &[&str] = &["/healthz", "/readyz", "/metrics", "/v1/auth/login", "/v1/auth/setup-password"];
+
+/// Every route, public and protected.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let public = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/setup-password", post(auth::setup_password));
+    let protected = Router::new()
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/sessions", get(auth::list_sessions))
+        .route("/v1/auth/sessions/{id}", delete(auth::revoke_session))
+        .route("/v1/auth/password", post(auth::change_password))
+        .route("/v1/me", get(auth::me))
+        .route("/v1/orgs", get(orgs::list).post(orgs::create))
+        .route("/v1/orgs/{org}", get(orgs::show))
+        .route("/v1/orgs/{org}/members", get(orgs::members).post(orgs::add_member))
+        .route("/v1/orgs/{org}/members/{user}", put(orgs::set_member_role).delete(orgs::remove_member))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));
+    public.merge(protected)
+}

@@ -1,0 +1,170 @@
+//! Organisations and their members over HTTP. Every handler resolves the
+//! `{org}` path segment (an id or a slug) and asks the engine to authorise
+//! the action; a caller with no access sees exactly what a missing
+//! organisation looks like.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use domain::{Action, Email, NewOrganisation, OrgId, OrgName, OrgSlug, PlatformAction, Role, UserId};
+use engine::{Authorized, Denied, EngineError, Principal};
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::AppState;
+use crate::json::{ApiJson, RawJson};
+
+/// Finds the organisation named by a path segment (id or slug) and
+/// authorises the action on it.
+async fn authorize(state: &AppState, p: &Principal, org: &str, action: Action) -> Result<Authorized, ApiError> {
+    let id = match org.parse::<OrgId>() {
+        Ok(id) => id,
+        Err(_) => {
+            let slug = OrgSlug::parse(org).map_err(|_| EngineError::Denied(Denied::NotFound))?;
+            state.engine.org_by_slug(&slug).await.map_err(|_| EngineError::Denied(Denied::NotFound))?.id
+        }
+    };
+    Ok(state.engine.authorize(p, id, action).await.map_err(EngineError::Denied)?)
+}
+
+fn org_json(org: &domain::Organisation) -> serde_json::Value {
+    serde_json::json!({ "id": org.id, "slug": org.slug, "name": org.name, "status": org.status, "created_at": org.created_at.unix_timestamp() })
+}
+
+/// `GET /v1/orgs`: operators see every organisation (names only, never
+/// data); members see theirs.
+pub async fn list(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    let orgs = if state.engine.authorize_platform(&p, PlatformAction::ListOrgs).is_ok() {
+        state.engine.list_orgs().await?
+    } else {
+        let mut orgs = Vec::new();
+        for (id, _) in state.engine.memberships_of(p.user).await? {
+            orgs.extend(state.engine.org(id).await?);
+        }
+        orgs
+    };
+    Ok(Json(serde_json::json!({ "orgs": orgs.iter().map(org_json).collect::<Vec<_>>() })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    slug: OrgSlug,
+    name: OrgName,
+    /// An existing user to make the first owner.
+    owner_email: Option<Email>,
+}
+
+/// `POST /v1/orgs`: operators create organisations (with their key).
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(body): ApiJson<CreateOrg>,
+) -> Result<Response, ApiError> {
+    let auth = state.engine.authorize_platform(&p, PlatformAction::CreateOrg).map_err(EngineError::Denied)?;
+    let owner = match &body.owner_email {
+        Some(email) => Some(state.engine.user_by_email(email).await?.ok_or(EngineError::NoSuchUser)?),
+        None => None,
+    };
+    let org = state.engine.create_org(&NewOrganisation { slug: body.slug, name: body.name }).await?;
+    if let Some(owner) = owner {
+        state.engine.put_member_as_operator(&auth, org.id, owner.id, Role::Owner).await?;
+    }
+    Ok((StatusCode::CREATED, Json(org_json(&org))).into_response())
+}
+
+/// `GET /v1/orgs/{org}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ViewOrg).await?;
+    let org = state.engine.org(auth.org()).await?.ok_or(EngineError::Denied(Denied::NotFound))?;
+    Ok(Json(serde_json::json!({ "org": org_json(&org), "role": auth.role() })).into_response())
+}
+
+/// `GET /v1/orgs/{org}/members`.
+pub async fn members(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ListMembers).await?;
+    let members = state.engine.members(&auth).await?;
+    let list: Vec<_> = members
+        .iter()
+        .map(|m| serde_json::json!({ "user_id": m.user_id, "email": m.email, "display_name": m.display_name, "role": m.role }))
+        .collect();
+    Ok(Json(serde_json::json!({ "members": list })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    email: Email,
+    role: Role,
+}
+
+/// `POST /v1/orgs/{org}/members`: adds an existing user by e-mail.
+pub async fn add_member(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+    body: RawJson,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ManageMembers).await?;
+    let body: AddMember = match body.parse() {
+        Ok(b) => b,
+        Err(problem) => return Ok(problem.into_response()),
+    };
+    let user = state.engine.user_by_email(&body.email).await?.ok_or(EngineError::NoSuchUser)?;
+    state.engine.put_member(&auth, user.id, body.role).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "user_id": user.id, "role": body.role }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    role: Role,
+}
+
+fn user_id(s: &str) -> Result<UserId, ApiError> {
+    s.parse::<UserId>().map_err(|_| ApiError(EngineError::NoSuchUser))
+}
+
+/// `PUT /v1/orgs/{org}/members/{user}`: changes a member's role.
+pub async fn set_member_role(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path((org, user)): Path<(String, String)>,
+    body: RawJson,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ManageMembers).await?;
+    let body: SetRole = match body.parse() {
+        Ok(b) => b,
+        Err(problem) => return Ok(problem.into_response()),
+    };
+    let user = user_id(&user)?;
+    if state.engine.memberships_of(user).await?.iter().all(|(o, _)| *o != auth.org()) {
+        return Err(ApiError(EngineError::NoSuchUser));
+    }
+    state.engine.put_member(&auth, user, body.role).await?;
+    Ok(Json(serde_json::json!({ "user_id": user, "role": body.role })).into_response())
+}
+
+/// `DELETE /v1/orgs/{org}/members/{user}`.
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path((org, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ManageMembers).await?;
+    if state.engine.remove_member(&auth, user_id(&user)?).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(EngineError::NoSuchUser))
+    }
+}
