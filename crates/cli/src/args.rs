@@ -18,8 +18,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a deployment: the key backend's root key (or the local sealed
-    /// keystore), the database key and the database.
-    Init(ConfigArgs),
+    /// keystore), the database key, the database and the first operator.
+    Init {
+        /// The first operator's e-mail address.
+        #[arg(long, default_value = "operator@strongroom.local")]
+        operator_email: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Serve the API over HTTPS.
     Serve(ConfigArgs),
     /// Manage organisations.
@@ -28,6 +34,12 @@ pub enum Command {
     /// Inspect and manage the key hierarchy.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage organisation memberships.
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Print the effective configuration, secrets redacted; exit non-zero if
     /// any setting is invalid or unsafe.
     CheckConfig(ConfigArgs),
@@ -48,6 +60,64 @@ pub enum OrgCommand {
     },
     /// List organisations.
     List(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from standard input or a
+    /// file, never from the command line; without one, a single-use setup
+    /// token is printed instead.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Make the account an operator (platform staff).
+        #[arg(long)]
+        operator: bool,
+        /// Read the password from standard input (first line).
+        #[arg(long, conflicts_with = "password_file")]
+        password_stdin: bool,
+        /// Read the password from a file (first line).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List accounts.
+    List(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add a user to an organisation with a role, or change their role.
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// owner, admin, editor, viewer or auditor.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List an organisation's members.
+    List {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Remove a user from an organisation (never its last owner).
+    Remove {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

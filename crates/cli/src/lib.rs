@@ -24,11 +24,13 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Init(args) => ops::init(&args),
+        Command::Init { operator_email, config } => ops::init(&config, &operator_email),
         Command::Serve(args) => serve(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::Org(cmd) => ops::org(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
+        Command::User(cmd) => ops::user(cmd),
+        Command::Member(cmd) => ops::member(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,9 +70,16 @@ fn check_config(args: &ConfigArgs) -> anyhow::Result<()> {
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(args)?;
     server::telemetry::init(&config.log_level);
+    let first_start = config.dev && !kms::LocalKms::exists(&server::keys::keystore_dir(&config));
     block_on(async {
         let running = server::start(&config).await?;
         print_banner(&config, &running);
+        if first_start {
+            let email = domain::Email::parse(ops::DEV_OPERATOR).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(token) = ops::bootstrap_operator(running.engine(), &email).await? {
+                ops::print_setup(&config, running.local_addr().port(), &email, &token);
+            }
+        }
         let mut signals = Signals::listen()?;
         running.run_until(async move { signals.recv().await }).await
     })
@@ -97,7 +106,7 @@ fn print_banner(config: &Config, running: &server::Running) {
         config.kms.backend.name(),
         if config.dev { " (development mode: unseal key kept in the data directory)" } else { "" }
     );
-    text += "  Sign in: no accounts exist in this release yet; the API has only the operations endpoints\n";
+    text += "  Sign in: POST /v1/auth/login with an account's e-mail and password (create accounts with `strongroom user create`)\n";
     text += "  Stop:    Ctrl-C or SIGTERM (in-flight requests finish first)\n";
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());

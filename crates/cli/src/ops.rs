@@ -2,13 +2,46 @@
 //! `init`, `org` and `keys`. Each opens the deployment the same way `serve`
 //! does (same configuration, same key backend) and prints what it did.
 
-use anyhow::{Context, bail};
-use domain::{KeyState, NewOrganisation, OrgName, OrgSlug};
+use std::io::BufRead;
 
-use crate::args::{ConfigArgs, KeysCommand, OrgCommand};
+use anyhow::{Context, bail};
+use domain::{DisplayName, Email, KeyState, NewOrganisation, OrgName, OrgSlug, PlatformAction, Role};
+use engine::{Engine, NewUser};
+use zeroize::Zeroizing;
+
+use crate::args::{ConfigArgs, KeysCommand, MemberCommand, OrgCommand, UserCommand};
 use crate::{block_on, load_config};
 
-pub fn init(args: &ConfigArgs) -> anyhow::Result<()> {
+/// The operator a development deployment starts with.
+pub const DEV_OPERATOR: &str = "operator@strongroom.local";
+/// How long the first operator's setup token lives.
+const SETUP_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Creates the first operator if the deployment has no account yet, and
+/// returns its single-use password-setup token.
+pub async fn bootstrap_operator(engine: &Engine, email: &Email) -> anyhow::Result<Option<Zeroizing<String>>> {
+    if !engine.list_users().await?.is_empty() {
+        return Ok(None);
+    }
+    let name = DisplayName::parse("Operator").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let user =
+        engine.create_user(&NewUser { email: email.clone(), display_name: name, is_operator: true }, None).await?;
+    let token = engine.issue_password_setup(user.id, store::SetupPurpose::Initial, SETUP_TTL).await?;
+    Ok(Some(Zeroizing::new(token.reveal().to_owned())))
+}
+
+/// Tells a person how to set the first operator's password.
+pub fn print_setup(config: &server::config::Config, port: u16, email: &Email, token: &str) {
+    let ca = config.data_dir.join("tls/ca.pem");
+    println!("  Operator: {email}: set its password once, within 24 hours, with this single-use token:");
+    println!(
+        "           curl --cacert {} -H 'content-type: application/json' -d '{{\"token\":\"{token}\",\"new_password\":\"<your passphrase>\"}}' https://localhost:{port}/v1/auth/setup-password",
+        ca.display()
+    );
+}
+
+pub fn init(args: &ConfigArgs, operator_email: &str) -> anyhow::Result<()> {
+    let email = Email::parse(operator_email).map_err(|e| anyhow::anyhow!("--operator-email: the address {e}"))?;
     let config = load_config(args)?;
     if matches!(config.kms.backend, server::config::KmsBackend::Local { .. })
         && kms::LocalKms::exists(&server::keys::keystore_dir(&config))
@@ -32,6 +65,9 @@ pub fn init(args: &ConfigArgs) -> anyhow::Result<()> {
             server::config::Database::Postgres { url, .. } => {
                 println!("  Database:    PostgreSQL, {}", url.redacted())
             }
+        }
+        if let Some(token) = bootstrap_operator(&engine, &email).await? {
+            print_setup(&config, config.listen.port(), &email, &token);
         }
         engine.shutdown().await;
         Ok(())
@@ -159,4 +195,108 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Reads a password from standard input or a file: the first line, without
+/// its line ending.
+fn read_password(stdin: bool, file: Option<&std::path::Path>) -> anyhow::Result<Option<Zeroizing<String>>> {
+    let mut line = Zeroizing::new(String::new());
+    if stdin {
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    } else if let Some(path) = file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--password-file: cannot read {}", path.display()))?,
+        );
+        line.push_str(text.lines().next().unwrap_or(""));
+    } else {
+        return Ok(None);
+    }
+    let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    Ok(Some(trimmed))
+}
+
+fn email(s: &str) -> anyhow::Result<Email> {
+    Email::parse(s).map_err(|e| anyhow::anyhow!("--email: the address {e}"))
+}
+
+pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Create { email: e, name, operator, password_stdin, password_file, config } => {
+            let new = NewUser {
+                email: email(&e)?,
+                display_name: DisplayName::parse(&name).map_err(|e| anyhow::anyhow!("--name: the name {e}"))?,
+                is_operator: operator,
+            };
+            let password = read_password(password_stdin, password_file.as_deref())?;
+            let config = load_config(&config)?;
+            block_on(async {
+                let engine = server::open_engine(&config, false).await?;
+                let user = engine
+                    .create_user(&new, password.as_deref().map(|p| p.as_str()))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("Created {} {} ({})", if operator { "operator" } else { "user" }, user.email, user.id);
+                if password.is_none() {
+                    let token = engine.issue_password_setup(user.id, store::SetupPurpose::Initial, SETUP_TTL).await?;
+                    println!("Single-use password-setup token (24 hours): {}", token.reveal());
+                }
+                engine.shutdown().await;
+                Ok(())
+            })
+        }
+        UserCommand::List(config) => {
+            let config = load_config(&config)?;
+            block_on(async {
+                let engine = server::open_engine(&config, false).await?;
+                for u in engine.list_users().await? {
+                    let kind = if u.is_operator { "operator" } else { "user" };
+                    println!("{}\t{}\t{kind}\t{}", u.email, u.id, u.status.as_str());
+                }
+                engine.shutdown().await;
+                Ok(())
+            })
+        }
+    }
+}
+
+pub fn member(cmd: MemberCommand) -> anyhow::Result<()> {
+    let (org_slug, config) = match &cmd {
+        MemberCommand::Add { org, config, .. }
+        | MemberCommand::List { org, config }
+        | MemberCommand::Remove { org, config, .. } => (slug(org)?, load_config(config)?),
+    };
+    block_on(async {
+        let engine = server::open_engine(&config, false).await?;
+        let org = engine.org_by_slug(&org_slug).await?;
+        let auth = engine.authorize_local_admin(PlatformAction::ManageUsers);
+        match &cmd {
+            MemberCommand::Add { email: e, role, .. } => {
+                let role = Role::parse(role).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+                let user = engine
+                    .user_by_email(&email(e)?)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no account with that e-mail address"))?;
+                engine.put_member_as_operator(&auth, org.id, user.id, role).await?;
+                println!("{} is now {} of {}", user.email, role.as_str(), org.slug);
+            }
+            MemberCommand::List { .. } => {
+                for m in engine.members_as_operator(&auth, org.id).await? {
+                    println!("{}\t{}\t{}", m.email, m.user_id, m.role.as_str());
+                }
+            }
+            MemberCommand::Remove { email: e, .. } => {
+                let user = engine
+                    .user_by_email(&email(e)?)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no account with that e-mail address"))?;
+                if !engine.remove_member_as_operator(&auth, org.id, user.id).await? {
+                    bail!("{} is not a member of {}", user.email, org.slug);
+                }
+                println!("Removed {} from {}", user.email, org.slug);
+            }
+        }
+        engine.shutdown().await;
+        Ok(())
+    })
 }

@@ -179,6 +179,69 @@ impl TestApp {
         self.db.data_dir().join("tls/ca.pem")
     }
 
+    /// The engine the server runs on, for seeding and inspection.
+    pub fn engine(&self) -> &engine::Engine {
+        match &self.running {
+            Some(r) => r.engine(),
+            None => panic!("the app was shut down"),
+        }
+    }
+
+    /// Creates an account with a password.
+    pub async fn create_user(&self, email: &str, password: &str, operator: bool) -> store::UserRecord {
+        let new = engine::NewUser {
+            email: domain::Email::parse(email).unwrap_or_else(|e| panic!("{email}: {e}")),
+            display_name: domain::DisplayName::parse("Test User").unwrap_or_else(|e| panic!("{e}")),
+            is_operator: operator,
+        };
+        match self.engine().create_user(&new, Some(password)).await {
+            Ok(u) => u,
+            Err(e) => panic!("create_user {email}: {e}"),
+        }
+    }
+
+    /// Creates an organisation.
+    pub async fn create_org(&self, slug: &str) -> domain::Organisation {
+        let new = domain::NewOrganisation {
+            slug: domain::OrgSlug::parse(slug).unwrap_or_else(|e| panic!("{slug}: {e}")),
+            name: domain::OrgName::parse(slug).unwrap_or_else(|e| panic!("{e}")),
+        };
+        self.engine().create_org(&new).await.unwrap_or_else(|e| panic!("create_org {slug}: {e}"))
+    }
+
+    /// Makes a user a member of an organisation.
+    pub async fn add_member(&self, org: domain::OrgId, user: domain::UserId, role: domain::Role) {
+        let auth = self.engine().authorize_local_admin(domain::PlatformAction::ManageUsers);
+        self.engine()
+            .put_member_as_operator(&auth, org, user, role)
+            .await
+            .unwrap_or_else(|e| panic!("add_member: {e}"));
+    }
+
+    /// Signs in and returns a client carrying the session cookie.
+    pub async fn login(&self, email: &str, password: &str) -> UserClient {
+        let res = self
+            .client
+            .post(self.url("/v1/auth/login"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("login: {e}"));
+        let status = res.status();
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned);
+        match cookie {
+            Some(cookie) if status.is_success() => {
+                UserClient { client: self.client.clone(), base: self.url(""), cookie }
+            }
+            _ => panic!("login {email} failed: {status} {}", res.text().await.unwrap_or_default()),
+        }
+    }
+
     /// Shuts the server down gracefully and waits for it.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         match self.running.take() {
@@ -262,5 +325,38 @@ async fn forward(listener: tokio::net::TcpListener, target: std::net::SocketAddr
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             }
         });
+    }
+}
+
+/// A signed-in user's client: every request carries their session cookie.
+#[derive(Debug, Clone)]
+pub struct UserClient {
+    pub client: reqwest::Client,
+    base: String,
+    /// `__Host-strongroom_session=...`
+    pub cookie: String,
+}
+
+impl UserClient {
+    /// A request with the session cookie.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base)).header("cookie", &self.cookie)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut req = self.request(method.clone(), path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, None).await
     }
 }

@@ -4,6 +4,7 @@
 
 mod binary;
 mod errors;
+mod identity;
 mod keys;
 mod migrations;
 mod ops;
