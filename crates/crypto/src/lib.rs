@@ -11,6 +11,7 @@ mod aead;
 mod blind;
 mod context;
 mod envelope;
+pub mod jose;
 mod key;
 mod passphrase;
 mod password;

@@ -2,4 +2,5 @@
 //! vectors (`kat`) and the properties of the envelope formats (`envelope`).
 
 mod envelope;
+mod jose_interop;
 mod kat;
