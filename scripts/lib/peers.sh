@@ -1,12 +1,14 @@
-# peers.sh: sourced helpers to run throwaway key-management peers for tests: a SoftHSM token (PKCS#11), moto (AWS KMS), OpenBao dev server (Transit).
-# Usage: source scripts/lib/peers.sh; trap peers_stop EXIT; softhsm_start; moto_start; openbao_start
-# Exports STRONGROOM_TEST_PKCS11_{MODULE,TOKEN,PIN}, STRONGROOM_TEST_AWS_ENDPOINT (+ AWS_*), STRONGROOM_TEST_TRANSIT_{ADDR,TOKEN,KEY}.
-# Venvs live at ${STRONGROOM_VENV_DIR:-<repo>/target/venvs}/{moto,openbao}; logs, config and tokens in one temp dir (PEERS_TEST_DIR).
+# peers.sh: sourced helpers to run throwaway key-management peers for tests: a SoftHSM token (PKCS#11), moto (AWS KMS), OpenBao dev server (Transit),
+# plus an SMTP sink writing a Maildir (aiosmtpd) and reference tools for OTP (oathtool, pyotp) and JOSE (jwcrypto).
+# Usage: source scripts/lib/peers.sh; trap peers_stop EXIT; softhsm_start; moto_start; openbao_start; smtp_start; otp_install; jwcrypto_install
+# Exports STRONGROOM_TEST_PKCS11_{MODULE,TOKEN,PIN}, STRONGROOM_TEST_AWS_ENDPOINT (+ AWS_*), STRONGROOM_TEST_TRANSIT_{ADDR,TOKEN,KEY},
+# STRONGROOM_TEST_SMTP_ADDR, STRONGROOM_TEST_MAILDIR, STRONGROOM_TEST_PYOTP_PYTHON, STRONGROOM_TEST_JWCRYPTO_PYTHON.
+# Venvs live at ${STRONGROOM_TEST_VENV_DIR:-<repo>/target/venvs}/{moto,openbao,smtp,pyotp,jwcrypto}; logs, config, tokens and the Maildir in one temp dir (PEERS_TEST_DIR).
 
 _PEERS_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/lib/packages.sh
 declare -F ensure_commands >/dev/null || source "$_PEERS_REPO_ROOT/scripts/lib/packages.sh"
-_PEERS_MOTO_PID="" _PEERS_BAO_PID=""
+_PEERS_MOTO_PID="" _PEERS_BAO_PID="" _PEERS_SMTP_PID=""
 
 # Create the shared temp dir once (not in a subshell: it sets PEERS_TEST_DIR).
 _peers_dir() {
@@ -19,7 +21,7 @@ _peers_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 # _peers_venv NAME PIP_SPEC CHECK_CMD...: (re)create venv NAME with PIP_SPEC unless CHECK_CMD (run inside it) works; prints its path.
 _peers_venv() {
   local name=$1 spec=$2 venv log; shift 2
-  venv="${STRONGROOM_VENV_DIR:-$_PEERS_REPO_ROOT/target/venvs}/$name"
+  venv="${STRONGROOM_TEST_VENV_DIR:-$_PEERS_REPO_ROOT/target/venvs}/$name"
   if (cd "$venv/bin" 2>/dev/null && "$@") >/dev/null 2>&1; then echo "$venv"; return 0; fi
   rm -rf "$venv"; mkdir -p "$(dirname "$venv")"
   if ! python3 -m venv "$venv" >/dev/null 2>&1; then
@@ -136,12 +138,65 @@ openbao_start() {
   echo "openbao: ready on 127.0.0.1:$port (transit key strongroom)"
 }
 
-# Stop moto and OpenBao and delete the temp dir; idempotent, safe if nothing started (use in trap ... EXIT).
+# _peers_wait_tcp NAME PID PORT LOG: wait up to 30 s for 127.0.0.1:PORT to accept a TCP connection while PID lives; loud on failure.
+_peers_wait_tcp() {
+  local name=$1 pid=$2 port=$3 log=$4 i
+  for ((i = 0; i < 60; i++)); do
+    python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()' "$port" \
+      2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "$name: not accepting connections on 127.0.0.1:$port (exited or 30 s limit); log tail:" >&2
+  tail -n 30 "$log" >&2 2>/dev/null
+  return 1
+}
+
+# SMTP sink: every message accepted on STRONGROOM_TEST_SMTP_ADDR (no auth, no TLS) lands as one file in $STRONGROOM_TEST_MAILDIR/new/.
+smtp_start() {
+  local venv port maildir
+  # Already running (second call): keep it.
+  if [[ -n ${_PEERS_SMTP_PID:-} && -n ${STRONGROOM_TEST_SMTP_ADDR:-} ]] \
+      && grep -qa aiosmtpd "/proc/$_PEERS_SMTP_PID/cmdline" 2>/dev/null; then
+    echo "smtp: ready on $STRONGROOM_TEST_SMTP_ADDR (Maildir $STRONGROOM_TEST_MAILDIR)"; return 0
+  fi
+  venv="$(_peers_venv smtp aiosmtpd ./python -c 'import aiosmtpd.handlers')" || return 1
+  _peers_dir; port="$(_peers_port)"; maildir="$PEERS_TEST_DIR/maildir"
+  mkdir -p "$maildir/new" "$maildir/cur" "$maildir/tmp"
+  # -n: no setuid to nobody (it would fail or lose access to the Maildir as root); the Mailbox handler takes the Maildir as a positional argument.
+  "$venv/bin/python" -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir" \
+    </dev/null >"$PEERS_TEST_DIR/smtp.log" 2>&1 &
+  _PEERS_SMTP_PID=$!
+  _peers_wait_tcp smtp "$_PEERS_SMTP_PID" "$port" "$PEERS_TEST_DIR/smtp.log" \
+    || { _peers_kill "$_PEERS_SMTP_PID" aiosmtpd; _PEERS_SMTP_PID=""; return 1; }
+  export STRONGROOM_TEST_SMTP_ADDR="127.0.0.1:$port" STRONGROOM_TEST_MAILDIR="$maildir"
+  echo "smtp: ready on 127.0.0.1:$port (Maildir $maildir)"
+}
+
+# OTP reference implementations: oathtool (apt) and pyotp (venv); nothing to run.
+otp_install() {
+  local venv
+  ensure_commands oathtool:oathtool || { echo "otp: apt-get install oathtool failed" >&2; return 1; }
+  venv="$(_peers_venv pyotp pyotp ./python -c 'import pyotp')" || return 1
+  export STRONGROOM_TEST_PYOTP_PYTHON="$venv/bin/python"
+  echo "otp: ready, $(oathtool --version | head -n 1), pyotp $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pyotp"))') ($STRONGROOM_TEST_PYOTP_PYTHON)"
+}
+
+# JOSE reference implementation: jwcrypto (venv); nothing to run.
+jwcrypto_install() {
+  local venv
+  venv="$(_peers_venv jwcrypto jwcrypto ./python -c 'import jwcrypto.jwk, jwcrypto.jws, jwcrypto.jwe, jwcrypto.jwt')" || return 1
+  export STRONGROOM_TEST_JWCRYPTO_PYTHON="$venv/bin/python"
+  echo "jwcrypto: ready, jwcrypto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("jwcrypto"))') ($STRONGROOM_TEST_JWCRYPTO_PYTHON)"
+}
+
+# Stop moto, OpenBao and the SMTP sink and delete the temp dir; idempotent, safe if nothing started (use in trap ... EXIT).
 peers_stop() {
   _peers_kill "${_PEERS_MOTO_PID:-}" moto_server
   _peers_kill "${_PEERS_BAO_PID:-}" bao
-  _PEERS_MOTO_PID="" _PEERS_BAO_PID=""
+  _peers_kill "${_PEERS_SMTP_PID:-}" aiosmtpd
+  _PEERS_MOTO_PID="" _PEERS_BAO_PID="" _PEERS_SMTP_PID=""
   [[ -n ${PEERS_TEST_DIR:-} ]] && rm -rf "$PEERS_TEST_DIR"
-  unset PEERS_TEST_DIR SOFTHSM2_CONF STRONGROOM_TEST_AWS_ENDPOINT STRONGROOM_TEST_TRANSIT_ADDR
+  unset PEERS_TEST_DIR SOFTHSM2_CONF STRONGROOM_TEST_AWS_ENDPOINT STRONGROOM_TEST_TRANSIT_ADDR STRONGROOM_TEST_SMTP_ADDR STRONGROOM_TEST_MAILDIR
   return 0
 }

@@ -1,11 +1,11 @@
 # sslyze.sh: sourced helpers to install sslyze in its own venv and check a TLS endpoint against Mozilla "intermediate".
 # Usage: source scripts/lib/sslyze.sh; sslyze_install; sslyze_check 127.0.0.1 8443 ca.pem
-# The venv lives at ${STRONGROOM_VENV_DIR:-<repo>/target/venvs}/sslyze (kept apart: sslyze pins its own nassl/cryptography/pydantic).
+# The venv lives at ${STRONGROOM_TEST_VENV_DIR:-<repo>/target/venvs}/sslyze (kept apart: sslyze pins its own nassl/cryptography/pydantic).
 
 _SSLYZE_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 _SSLYZE_VERSION="6.3.1"   # output parsing below was checked against this version
 
-_sslyze_venv() { echo "${STRONGROOM_VENV_DIR:-$_SSLYZE_REPO_ROOT/target/venvs}/sslyze"; }
+_sslyze_venv() { echo "${STRONGROOM_TEST_VENV_DIR:-$_SSLYZE_REPO_ROOT/target/venvs}/sslyze"; }
 
 sslyze_install() {
   local venv log
