@@ -72,6 +72,8 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     server::telemetry::init(&config.log_level);
     let first_start = config.dev && !kms::LocalKms::exists(&server::keys::keystore_dir(&config));
     block_on(async {
+        // Registered first: a signal that arrives while starting is kept.
+        let mut signals = Signals::listen()?;
         let running = server::start(&config).await?;
         print_banner(&config, &running);
         if first_start {
@@ -80,7 +82,6 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
                 ops::print_setup(&config, running.local_addr().port(), &email, &token);
             }
         }
-        let mut signals = Signals::listen()?;
         running.run_until(async move { signals.recv().await }).await
     })
 }
