@@ -23,6 +23,8 @@ pub enum KeyPurpose {
     OrgKey,
     /// The embedded database's page-encryption key (SQLCipher).
     DatabaseKey,
+    /// The deployment key that encrypts platform secrets (TOTP seeds).
+    PlatformSecrets,
     /// Used only by the KMS conformance tests.
     Conformance,
 }
@@ -32,6 +34,7 @@ impl KeyPurpose {
         match self {
             Self::OrgKey => "org-key",
             Self::DatabaseKey => "database-key",
+            Self::PlatformSecrets => "platform-secrets",
             Self::Conformance => "conformance",
         }
     }

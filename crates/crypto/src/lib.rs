@@ -16,6 +16,7 @@ mod key;
 mod passphrase;
 mod password;
 mod token;
+mod totp;
 
 pub use aead::{NONCE_LEN, TAG_LEN, danger_seal_with_nonce, open, seal};
 pub use blind::{BlindIndexKey, BlindToken, hkdf_sha256, hmac_sha256};
@@ -28,6 +29,7 @@ pub use key::{Key256, KeyVersion};
 pub use passphrase::{SealingKdf, derive_sealing_key};
 pub use password::{PasswordPolicy, PolicyViolation, Verified, hash_password, verify_dummy, verify_password};
 pub use token::{OpaqueToken, sha256};
+pub use totp::{TotpSecret, qr_svg};
 
 /// Why a cryptographic operation failed. Deliberately uninformative about
 /// secrets: a failed decrypt says only that it failed.

@@ -29,10 +29,12 @@ pub enum Action {
     ReadAudit,
     /// Create and revoke service accounts.
     ManageServiceAccounts,
+    /// Change organisation settings (such as requiring 2FA of everyone).
+    ManageSettings,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::ViewOrg,
         Action::ListMembers,
         Action::ManageMembers,
@@ -43,6 +45,7 @@ impl Action {
         Action::ManageSchema,
         Action::ReadAudit,
         Action::ManageServiceAccounts,
+        Action::ManageSettings,
     ];
 }
 

@@ -67,8 +67,44 @@ pub enum Denied {
     /// The caller is a member, but their role does not allow this.
     #[error("your role does not allow this")]
     Forbidden,
+    /// The action needs a session that passed two-factor authentication.
+    #[error("this needs two-factor authentication")]
+    MfaRequired,
     #[error("store error")]
     Store,
+}
+
+/// Why a second factor was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MfaError {
+    #[error("the code is wrong, expired or already used")]
+    InvalidCode,
+    #[error("two-factor authentication is already set up for this account")]
+    AlreadyEnrolled,
+    #[error("two-factor authentication is not set up for this account")]
+    NotEnrolled,
+}
+
+/// What a user needs to add Strongroom to an authenticator app. Shown once.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    pub secret_base32: zeroize::Zeroizing<String>,
+    pub uri: zeroize::Zeroizing<String>,
+    pub qr_svg: String,
+}
+
+/// The issuer name authenticator apps show.
+const TOTP_ISSUER: &str = "Strongroom";
+const RECOVERY_CODES: usize = 10;
+
+fn totp_aad(user: UserId, version: u32) -> Vec<u8> {
+    crypto::canonical(&[b"strongroom/totp/v1", user.as_bytes(), &version.to_be_bytes()])
+}
+
+/// A recovery code as typed: lower-case hex, dashes and spaces ignored.
+fn normalise_recovery_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 /// An authenticated caller.
@@ -322,13 +358,19 @@ impl Engine {
     /// Deny by default: anything else is refused.
     pub async fn authorize(&self, principal: &Principal, org: OrgId, action: Action) -> Result<Authorized, Denied> {
         let role = self.store.membership_role(org, principal.user).await.map_err(|_| Denied::Store)?;
-        match role {
-            None => Err(Denied::NotFound),
-            Some(role) if role_permits(role, action) => {
-                Ok(Authorized { principal: principal.clone(), org, role, action })
-            }
-            Some(_) => Err(Denied::Forbidden),
+        let role = match role {
+            None => return Err(Denied::NotFound),
+            Some(role) if role_permits(role, action) => role,
+            Some(_) => return Err(Denied::Forbidden),
+        };
+        // Owners and admins need a second factor, and so does everyone where
+        // the organisation says so.
+        let needs_mfa = matches!(role, Role::Owner | Role::Admin)
+            || self.store.org_requires_mfa(org).await.map_err(|_| Denied::Store)?;
+        if needs_mfa && !principal.mfa_passed {
+            return Err(Denied::MfaRequired);
         }
+        Ok(Authorized { principal: principal.clone(), org, role, action })
     }
 
     /// The one authorisation decision for platform actions: operators only.
@@ -337,10 +379,10 @@ impl Engine {
         principal: &Principal,
         action: PlatformAction,
     ) -> Result<AuthorizedPlatform, Denied> {
-        if principal.is_operator {
-            Ok(AuthorizedPlatform { principal: principal.clone(), action })
-        } else {
-            Err(Denied::Forbidden)
+        match (principal.is_operator, principal.mfa_passed) {
+            (true, true) => Ok(AuthorizedPlatform { principal: principal.clone(), action }),
+            (true, false) => Err(Denied::MfaRequired),
+            (false, _) => Err(Denied::Forbidden),
         }
     }
 
@@ -471,6 +513,121 @@ impl Engine {
         self.store.set_password_hash(user, &hash).await?;
         self.store.revoke_all_sessions(user).await?;
         Ok(user)
+    }
+
+    /// Starts TOTP enrolment: a fresh seed, encrypted under the platform
+    /// key, replacing any unconfirmed one. Refused once confirmed.
+    pub async fn enrol_totp(&self, principal: &Principal) -> Result<TotpEnrolment, EngineError> {
+        let user = self.store.user_by_id(principal.user).await?.ok_or(AuthError::Unauthenticated)?;
+        if self.store.totp(user.id).await?.is_some_and(|t| t.confirmed) {
+            return Err(MfaError::AlreadyEnrolled.into());
+        }
+        let secret = crypto::TotpSecret::generate().map_err(AuthError::from)?;
+        let (version, key) = self.keys.platform_key().await?;
+        let sealed =
+            crypto::seal(&key, &totp_aad(user.id, version), secret.expose_for_storage()).map_err(AuthError::from)?;
+        self.store.put_totp(user.id, &sealed, version).await?;
+        let uri = secret.uri(TOTP_ISSUER, user.email.as_str()).map_err(AuthError::from)?;
+        let qr_svg = crypto::qr_svg(&uri).map_err(AuthError::from)?;
+        Ok(TotpEnrolment { secret_base32: secret.base32(), uri, qr_svg })
+    }
+
+    async fn totp_secret(&self, user: UserId) -> Result<(store::TotpRecord, crypto::TotpSecret), EngineError> {
+        let record = self.store.totp(user).await?.ok_or(MfaError::NotEnrolled)?;
+        let key = self.keys.org_independent_platform_key(record.key_version).await?;
+        let seed = crypto::open(&key, &totp_aad(user, record.key_version), &record.seed).map_err(AuthError::from)?;
+        Ok((record, crypto::TotpSecret::from_bytes(seed)))
+    }
+
+    /// Accepts a TOTP code once: the step must be valid now and later than
+    /// any accepted before.
+    async fn accept_code(&self, user: UserId, code: &str) -> Result<bool, EngineError> {
+        let (_, secret) = self.totp_secret(user).await?;
+        let now = u64::try_from(store::now().unix_timestamp()).unwrap_or(0);
+        let Some(step) = secret.check(code, now) else { return Ok(false) };
+        Ok(self.store.accept_totp_step(user, i64::try_from(step).unwrap_or(i64::MAX)).await?)
+    }
+
+    /// Confirms enrolment with a first code; returns the recovery codes
+    /// (shown once, stored hashed) and marks this session as 2FA-passed.
+    pub async fn confirm_totp(&self, principal: &Principal, code: &str) -> Result<Vec<String>, EngineError> {
+        let record = self.store.totp(principal.user).await?.ok_or(MfaError::NotEnrolled)?;
+        if record.confirmed {
+            return Err(MfaError::AlreadyEnrolled.into());
+        }
+        self.throttled_mfa(principal, code, |e, c| Box::pin(e.accept_code(principal.user, c))).await?;
+        let mut codes = Vec::with_capacity(RECOVERY_CODES);
+        let mut hashes = Vec::with_capacity(RECOVERY_CODES);
+        for _ in 0..RECOVERY_CODES {
+            let mut raw = [0u8; 8];
+            crypto::random_bytes(&mut raw).map_err(AuthError::from)?;
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let shown = format!("{}-{}-{}-{}", &hex[0..4], &hex[4..8], &hex[8..12], &hex[12..16]);
+            hashes.push(crypto::sha256(normalise_recovery_code(&shown).as_bytes()));
+            codes.push(shown);
+        }
+        self.store.replace_recovery_codes(principal.user, &hashes).await?;
+        self.store.set_session_mfa(principal.session).await?;
+        Ok(codes)
+    }
+
+    /// Passes the second factor for this session, with a TOTP code or a
+    /// single-use recovery code.
+    pub async fn verify_mfa(&self, principal: &Principal, code: &str) -> Result<(), EngineError> {
+        if !self.store.totp(principal.user).await?.is_some_and(|t| t.confirmed) {
+            return Err(MfaError::NotEnrolled.into());
+        }
+        self.throttled_mfa(principal, code, |e, c| {
+            Box::pin(async move {
+                let normalised = normalise_recovery_code(c);
+                if normalised.len() == 16 {
+                    Ok(e.store.use_recovery_code(principal.user, &crypto::sha256(normalised.as_bytes())).await?)
+                } else {
+                    e.accept_code(principal.user, c).await
+                }
+            })
+        })
+        .await?;
+        self.store.set_session_mfa(principal.session).await?;
+        Ok(())
+    }
+
+    /// Runs a code check under the per-account throttle.
+    async fn throttled_mfa<'a, F>(&'a self, principal: &Principal, code: &'a str, check: F) -> Result<(), EngineError>
+    where
+        F: FnOnce(
+            &'a Engine,
+            &'a str,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, EngineError>> + Send + 'a>>,
+    {
+        let keys = vec![format!("mfa:{}", principal.user)];
+        if let Some(retry_after) = self.identity.throttle.wait(&keys) {
+            return Err(AuthError::Throttled { retry_after }.into());
+        }
+        if check(self, code).await? {
+            self.identity.throttle.succeeded(&keys[0]);
+            Ok(())
+        } else {
+            self.identity.throttle.failed(&keys);
+            Err(MfaError::InvalidCode.into())
+        }
+    }
+
+    /// Whether a user has confirmed two-factor authentication.
+    pub async fn mfa_enrolled(&self, user: UserId) -> Result<bool, EngineError> {
+        Ok(self.store.totp(user).await?.is_some_and(|t| t.confirmed))
+    }
+
+    /// Changes whether an organisation requires 2FA of every member.
+    pub async fn set_require_mfa(&self, auth: &Authorized, required: bool) -> Result<(), EngineError> {
+        self.require(auth, Action::ManageSettings)?;
+        Ok(self.store.set_org_requires_mfa(auth.org(), required).await?)
+    }
+
+    /// Whether an organisation requires 2FA of every member.
+    pub async fn requires_mfa(&self, auth: &Authorized) -> Result<bool, EngineError> {
+        Ok(self.store.org_requires_mfa(auth.org()).await?)
     }
 
     /// Every account (operators' view).

@@ -107,6 +107,15 @@ pub struct Keys {
     settings: CacheSettings,
     cache: Mutex<Cache>,
     observer: Arc<dyn KeyObserver>,
+    /// The unwrapped platform-secrets key: (version, when, key).
+    platform: Mutex<Option<(u32, Instant, Arc<Key256>)>>,
+}
+
+/// The stored name of the platform-secrets key.
+const PLATFORM_SECRETS: &str = "platform-secrets";
+
+fn platform_context(version: u32) -> KeyContext {
+    KeyContext { purpose: crypto::KeyPurpose::PlatformSecrets, scope: "deployment".into(), version }
 }
 
 /// What `destroy` did.
@@ -129,7 +138,7 @@ pub struct KeyStatus {
 
 impl Keys {
     pub fn new(kms: Arc<Kms>, store: Store, settings: CacheSettings, observer: Arc<dyn KeyObserver>) -> Self {
-        Self { kms, store, settings, cache: Mutex::new(Cache::default()), observer }
+        Self { kms, store, settings, cache: Mutex::new(Cache::default()), observer, platform: Mutex::new(None) }
     }
 
     fn backend(&self) -> &'static str {
@@ -284,6 +293,7 @@ impl Keys {
     /// key. Safe to repeat: it resumes where it stopped.
     pub async fn rewrap_all(&self) -> Result<usize, KeyError> {
         let current = self.kms.info().key_id;
+        self.rewrap_platform_key(&current).await?;
         let mut done = 0;
         for record in self.store.all_org_keys().await? {
             if record.state == KeyState::Destroyed || record.kms_key_id == current {
@@ -313,6 +323,58 @@ impl Keys {
                 record.wrapped.is_none() && matches!(self.org_key(org, record.version).await, Err(KeyError::Destroyed));
         }
         Ok(DestroyReport { org, versions_destroyed, verified_unreadable })
+    }
+
+    /// The key that encrypts platform secrets (TOTP seeds): created on
+    /// first use, wrapped by the root key, unwrapped into the cache.
+    pub async fn platform_key(&self) -> Result<(u32, Arc<Key256>), KeyError> {
+        if let Ok(guard) = self.platform.lock() {
+            if let Some((v, at, key)) = guard.as_ref() {
+                if at.elapsed() < self.settings.ttl {
+                    return Ok((*v, Arc::clone(key)));
+                }
+            }
+        }
+        let (version, wrapped) = match self.store.platform_key(PLATFORM_SECRETS).await? {
+            Some((v, w, _)) => (v, w),
+            None => {
+                let (_, wrapped) =
+                    self.kms.generate_data_key(&platform_context(1)).await.map_err(|e| self.failed(None, e))?;
+                match self.store.insert_platform_key(PLATFORM_SECRETS, 1, &wrapped.0, &self.kms.info().key_id).await {
+                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.store.platform_key(PLATFORM_SECRETS).await?.map(|(v, w, _)| (v, w)).ok_or(KeyError::NoKey)?
+            }
+        };
+        let key = self
+            .kms
+            .unwrap(&WrappedKey(wrapped), &platform_context(version))
+            .await
+            .map_err(|e| self.failed(None, e))?;
+        let key = Arc::new(key);
+        if let Ok(mut guard) = self.platform.lock() {
+            *guard = Some((version, Instant::now(), Arc::clone(&key)));
+        }
+        Ok((version, key))
+    }
+
+    /// A platform-secrets key by version (every version so far is 1).
+    pub async fn org_independent_platform_key(&self, version: u32) -> Result<Arc<Key256>, KeyError> {
+        let (current, key) = self.platform_key().await?;
+        if current == version { Ok(key) } else { Err(KeyError::NoKey) }
+    }
+
+    async fn rewrap_platform_key(&self, current: &str) -> Result<usize, KeyError> {
+        let Some((version, wrapped, key_id)) = self.store.platform_key(PLATFORM_SECRETS).await? else { return Ok(0) };
+        if key_id == current {
+            return Ok(0);
+        }
+        let ctx = platform_context(version);
+        let key = self.kms.unwrap(&WrappedKey(wrapped), &ctx).await.map_err(|e| self.failed(None, e))?;
+        let rewrapped = self.kms.wrap(&key, &ctx).await.map_err(|e| self.failed(None, e))?;
+        self.store.rewrap_platform_key(PLATFORM_SECRETS, version, &rewrapped.0, current).await?;
+        Ok(1)
     }
 
     /// Every key version and how far root re-wrapping has got.

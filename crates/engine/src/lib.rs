@@ -16,7 +16,8 @@ use kms::Kms;
 use store::Store;
 
 pub use identity::{
-    AuthError, Authorized, AuthorizedPlatform, Denied, IdentitySettings, NewUser, Principal, SessionPolicy,
+    AuthError, Authorized, AuthorizedPlatform, Denied, IdentitySettings, MfaError, NewUser, Principal, SessionPolicy,
+    TotpEnrolment,
 };
 pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
 
@@ -50,6 +51,8 @@ pub enum EngineError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Denied(#[from] Denied),
+    #[error(transparent)]
+    Mfa(#[from] identity::MfaError),
 }
 
 /// The application core shared by every interface.

@@ -39,6 +39,10 @@ pub enum Kind {
     Forbidden,
     /// A single-use token that is unknown, used or expired.
     InvalidToken,
+    /// The action needs a session that passed two-factor authentication.
+    MfaRequired,
+    /// A two-factor code that is wrong, expired or already used.
+    InvalidCode,
     /// The change conflicts with what exists (a taken slug, the last owner).
     Conflict,
     Internal,
@@ -67,6 +71,8 @@ impl Kind {
             Self::PasswordPolicy => (S::UNPROCESSABLE_ENTITY, "password-policy", "Password refused"),
             Self::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
             Self::InvalidToken => (S::BAD_REQUEST, "invalid-token", "Invalid or expired token"),
+            Self::MfaRequired => (S::FORBIDDEN, "mfa-required", "Two-factor authentication required"),
+            Self::InvalidCode => (S::BAD_REQUEST, "invalid-code", "Invalid code"),
             Self::Conflict => (S::CONFLICT, "conflict", "Conflict"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Self::Other(status) => (

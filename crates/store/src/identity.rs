@@ -78,6 +78,22 @@ pub struct SessionRecord {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// A user's TOTP enrolment as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    /// The seed, encrypted under the platform key `key_version`.
+    pub seed: Vec<u8>,
+    pub key_version: u32,
+    pub confirmed: bool,
+    pub last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpRecord").field("confirmed", &self.confirmed).finish_non_exhaustive()
+    }
+}
+
 /// Why a password-setup token was issued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetupPurpose {

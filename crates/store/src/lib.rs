@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, Role, SessionId, UserId};
 use time::OffsetDateTime;
 
-pub use identity::{MemberRecord, SessionRecord, SetupPurpose, UserRecord, UserStatus};
+pub use identity::{MemberRecord, SessionRecord, SetupPurpose, TotpRecord, UserRecord, UserStatus};
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use sqlite::connect_options as sqlite_connect_options;
 
@@ -280,6 +280,76 @@ impl Store {
     /// token exists, has this purpose, is unused and unexpired.
     pub async fn take_password_setup(&self, token_hash: &[u8; 32], purpose: SetupPurpose) -> Result<Option<UserId>> {
         dispatch!(self.take_password_setup(token_hash, purpose))
+    }
+
+    /// The newest version of a platform key: (version, wrapped, root key id).
+    pub async fn platform_key(&self, purpose: &str) -> Result<Option<(u32, Vec<u8>, String)>> {
+        dispatch!(self.platform_key(purpose))
+    }
+
+    /// Stores a platform key version; `Conflict` if another instance stored
+    /// it first.
+    pub async fn insert_platform_key(
+        &self,
+        purpose: &str,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+    ) -> Result<()> {
+        dispatch!(self.insert_platform_key(purpose, version, wrapped, kms_key_id))
+    }
+
+    /// Replaces a platform key version's wrapped form (root rotation).
+    pub async fn rewrap_platform_key(
+        &self,
+        purpose: &str,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+    ) -> Result<()> {
+        dispatch!(self.rewrap_platform_key(purpose, version, wrapped, kms_key_id))
+    }
+
+    /// Starts (or restarts, if unconfirmed) a TOTP enrolment.
+    pub async fn put_totp(&self, user: UserId, seed: &[u8], key_version: u32) -> Result<()> {
+        dispatch!(self.put_totp(user, seed, key_version))
+    }
+
+    /// A user's TOTP seed (encrypted), key version, whether confirmed, and
+    /// the last accepted step.
+    pub async fn totp(&self, user: UserId) -> Result<Option<TotpRecord>> {
+        dispatch!(self.totp(user))
+    }
+
+    /// Accepts a TOTP step, atomically: true only if it is later than every
+    /// step accepted before (a code is never accepted twice). Confirms an
+    /// enrolment.
+    pub async fn accept_totp_step(&self, user: UserId, step: i64) -> Result<bool> {
+        dispatch!(self.accept_totp_step(user, step))
+    }
+
+    /// Replaces a user's recovery codes (hashes).
+    pub async fn replace_recovery_codes(&self, user: UserId, hashes: &[[u8; 32]]) -> Result<()> {
+        dispatch!(self.replace_recovery_codes(user, hashes))
+    }
+
+    /// Uses up a recovery code, atomically; false if unknown or used.
+    pub async fn use_recovery_code(&self, user: UserId, hash: &[u8; 32]) -> Result<bool> {
+        dispatch!(self.use_recovery_code(user, hash))
+    }
+
+    /// Marks a session as having passed the second factor.
+    pub async fn set_session_mfa(&self, id: SessionId) -> Result<()> {
+        dispatch!(self.set_session_mfa(id))
+    }
+
+    /// Whether an organisation requires 2FA of every member.
+    pub async fn org_requires_mfa(&self, org: OrgId) -> Result<bool> {
+        dispatch!(self.org_requires_mfa(org))
+    }
+
+    pub async fn set_org_requires_mfa(&self, org: OrgId, required: bool) -> Result<()> {
+        dispatch!(self.set_org_requires_mfa(org, required))
     }
 
     /// Waits for open connections to finish and closes them.

@@ -85,6 +85,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "organisations", sql: include_str!("../migrations/sqlite/0001_organisations.sql") },
     Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/sqlite/0002_org_keys.sql") },
     Migration { version: 3, name: "identity", sql: include_str!("../migrations/sqlite/0003_identity.sql") },
+    Migration { version: 4, name: "mfa", sql: include_str!("../migrations/sqlite/0004_mfa.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -92,6 +93,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "organisations", sql: include_str!("../migrations/postgres/0001_organisations.sql") },
     Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/postgres/0002_org_keys.sql") },
     Migration { version: 3, name: "identity", sql: include_str!("../migrations/postgres/0003_identity.sql") },
+    Migration { version: 4, name: "mfa", sql: include_str!("../migrations/postgres/0004_mfa.sql") },
 ];
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 
+use crate::TotpRecord;
 use crate::identity::{MemberRecord, SessionRecord, SetupPurpose, UserRecord, UserStatus, corrupt};
 use crate::postgres::PgStore;
 use crate::{Result, conflict_or};
@@ -278,6 +279,158 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(user.map(UserId::from_uuid))
+    }
+
+    pub(crate) async fn platform_key(&self, purpose: &str) -> Result<Option<(u32, Vec<u8>, String)>> {
+        let row = sqlx::query(
+            "SELECT version, wrapped, kms_key_id FROM platform_keys WHERE purpose = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(purpose)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let v: i64 = r.try_get::<i64, _>("version").or_else(|_| r.try_get::<i32, _>("version").map(i64::from))?;
+            Ok((u32::try_from(v).unwrap_or(0), r.try_get("wrapped")?, r.try_get("kms_key_id")?))
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn insert_platform_key(
+        &self,
+        purpose: &str,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO platform_keys (purpose, version, wrapped, kms_key_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(purpose)
+        .bind(i64::from(version))
+        .bind(wrapped)
+        .bind(kms_key_id)
+        .bind(crate::now())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, "this platform key version"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn rewrap_platform_key(
+        &self,
+        purpose: &str,
+        version: u32,
+        wrapped: &[u8],
+        kms_key_id: &str,
+    ) -> Result<()> {
+        sqlx::query("UPDATE platform_keys SET wrapped = $1, kms_key_id = $2 WHERE purpose = $3 AND version = $4")
+            .bind(wrapped)
+            .bind(kms_key_id)
+            .bind(purpose)
+            .bind(i64::from(version))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn put_totp(&self, user: UserId, seed: &[u8], key_version: u32) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO user_totp (user_id, seed, key_version, confirmed_at, last_step, created_at) VALUES ($1, $2, $3, NULL, NULL, $4)
+             ON CONFLICT (user_id) DO UPDATE SET seed = excluded.seed, key_version = excluded.key_version,
+               confirmed_at = NULL, last_step = NULL, created_at = excluded.created_at",
+        )
+        .bind(user.as_uuid())
+        .bind(seed)
+        .bind(i64::from(key_version))
+        .bind(crate::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn totp(&self, user: UserId) -> Result<Option<TotpRecord>> {
+        let row = sqlx::query("SELECT seed, key_version, confirmed_at, last_step FROM user_totp WHERE user_id = $1")
+            .bind(user.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let v: i64 =
+                r.try_get::<i64, _>("key_version").or_else(|_| r.try_get::<i32, _>("key_version").map(i64::from))?;
+            let confirmed: Option<OffsetDateTime> = r.try_get("confirmed_at")?;
+            Ok(TotpRecord {
+                seed: r.try_get("seed")?,
+                key_version: u32::try_from(v).unwrap_or(0),
+                confirmed: confirmed.is_some(),
+                last_step: r.try_get("last_step")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn accept_totp_step(&self, user: UserId, step: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE user_totp SET last_step = $1, confirmed_at = COALESCE(confirmed_at, $2)
+             WHERE user_id = $3 AND (last_step IS NULL OR last_step < $4)",
+        )
+        .bind(step)
+        .bind(crate::now())
+        .bind(user.as_uuid())
+        .bind(step)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn replace_recovery_codes(&self, user: UserId, hashes: &[[u8; 32]]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user.as_uuid()).execute(&mut *tx).await?;
+        for h in hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, used_at) VALUES ($1, $2, NULL)")
+                .bind(user.as_uuid())
+                .bind(&h[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn use_recovery_code(&self, user: UserId, hash: &[u8; 32]) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+        )
+        .bind(crate::now())
+        .bind(user.as_uuid())
+        .bind(&hash[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn set_session_mfa(&self, id: SessionId) -> Result<()> {
+        sqlx::query("UPDATE sessions SET mfa_passed = TRUE WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn org_requires_mfa(&self, org: OrgId) -> Result<bool> {
+        let v: Option<bool> = sqlx::query_scalar("SELECT require_mfa FROM organisations WHERE id = $1")
+            .bind(org.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(false))
+    }
+
+    pub(crate) async fn set_org_requires_mfa(&self, org: OrgId, required: bool) -> Result<()> {
+        sqlx::query("UPDATE organisations SET require_mfa = $1, updated_at = $2 WHERE id = $3")
+            .bind(required)
+            .bind(crate::now())
+            .bind(org.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

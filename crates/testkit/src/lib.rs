@@ -242,6 +242,30 @@ impl TestApp {
         }
     }
 
+    /// Signs in, enrols TOTP and confirms it: a client whose session passed
+    /// two-factor authentication, with the TOTP secret and recovery codes.
+    pub async fn login_with_mfa(&self, email: &str, password: &str) -> (UserClient, crypto::TotpSecret, Vec<String>) {
+        let client = self.login(email, password).await;
+        let enrol: serde_json::Value =
+            client.send(reqwest::Method::POST, "/v1/auth/mfa/totp", None).await.json().await.unwrap_or_default();
+        let secret = crypto::TotpSecret::from_base32(enrol["secret"].as_str().unwrap_or(""))
+            .unwrap_or_else(|| panic!("enrolment gave no secret: {enrol}"));
+        let code = secret.code_at(unix_now());
+        let res = client
+            .send(reqwest::Method::POST, "/v1/auth/mfa/totp/confirm", Some(serde_json::json!({ "code": code })))
+            .await;
+        let status = res.status();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        assert!(status.is_success(), "confirm: {status} {body}");
+        let codes = body["recovery_codes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect();
+        (client, secret, codes)
+    }
+
     /// Shuts the server down gracefully and waits for it.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         match self.running.take() {
@@ -359,4 +383,9 @@ impl UserClient {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.send(reqwest::Method::GET, path, None).await
     }
+}
+
+/// Seconds since the epoch, for computing TOTP codes.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -69,13 +69,18 @@ async fn world(app: &TestApp) -> World {
         let email = format!("{}@alpha.example.com", role.as_str());
         let user = app.create_user(&email, PW, false).await;
         app.add_member(org_a.id, user.id, role).await;
-        members_a.push((role, app.login(&email, PW).await, email));
+        let client = if matches!(role, Role::Owner | Role::Admin) {
+            app.login_with_mfa(&email, PW).await.0
+        } else {
+            app.login(&email, PW).await
+        };
+        members_a.push((role, client, email));
     }
     let owner_b_email = "owner@beta.example.com".to_owned();
     let owner_b = app.create_user(&owner_b_email, PW, false).await;
     app.add_member(org_b.id, owner_b.id, Role::Owner).await;
     app.create_user("ops@strongroom.example.com", PW, true).await;
-    let operator = app.login("ops@strongroom.example.com", PW).await;
+    let (operator, _, _) = app.login_with_mfa("ops@strongroom.example.com", PW).await;
     World { org_a, org_b, members_a, owner_b_email, operator }
 }
 

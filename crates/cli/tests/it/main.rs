@@ -6,6 +6,7 @@ mod binary;
 mod errors;
 mod identity;
 mod keys;
+mod mfa;
 mod migrations;
 mod ops;
 mod organisations;

@@ -129,12 +129,14 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let (token, session, user) = state.engine.login(&body.email, &body.password, client).await?;
+    let mfa_enrolled = state.engine.mfa_enrolled(user.id).await?;
     let max_age = (session.expires_at - session.created_at).whole_seconds().max(0);
     let cookie =
         format!("{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}", token.reveal());
     let mut res = Json(serde_json::json!({
         "user": UserView::from(&user),
         "session": session_view(&session, Some(session.id)),
+        "mfa": if mfa_enrolled { "verify" } else { "enrol" },
     }))
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -236,4 +238,44 @@ pub async fn setup_password(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /v1/auth/mfa/totp`: starts TOTP enrolment; the secret, otpauth URI
+/// and QR code are shown this once.
+pub async fn enrol_totp(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    let e = state.engine.enrol_totp(&p).await?;
+    Ok(Json(serde_json::json!({
+        "secret": e.secret_base32.as_str(),
+        "otpauth_uri": e.uri.as_str(),
+        "qr_svg": e.qr_svg,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Code {
+    code: Zeroizing<String>,
+}
+
+/// `POST /v1/auth/mfa/totp/confirm`: confirms enrolment with a first code;
+/// answers the recovery codes, once.
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(body): ApiJson<Code>,
+) -> Result<Response, ApiError> {
+    let codes = state.engine.confirm_totp(&p, &body.code).await?;
+    Ok(Json(serde_json::json!({ "recovery_codes": codes })).into_response())
+}
+
+/// `POST /v1/auth/mfa/verify`: passes the second factor for this session
+/// with a TOTP code or a recovery code.
+pub async fn verify_mfa(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(body): ApiJson<Code>,
+) -> Result<Response, ApiError> {
+    state.engine.verify_mfa(&p, &body.code).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

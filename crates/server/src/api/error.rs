@@ -2,7 +2,7 @@
 //! failure it was, never internals; the log gets the cause.
 
 use axum::response::{IntoResponse, Response};
-use engine::{AuthError, Denied, EngineError, KeyError};
+use engine::{AuthError, Denied, EngineError, KeyError, MfaError};
 use http::{HeaderValue, header};
 
 use crate::problem::{Kind, Problem};
@@ -39,6 +39,15 @@ impl IntoResponse for ApiError {
             }
             EngineError::Denied(Denied::NotFound) | EngineError::NoSuchOrg(_) => {
                 Problem::new(Kind::NotFound).with_detail("no such organisation").into_response()
+            }
+            EngineError::Denied(Denied::MfaRequired) => Problem::new(Kind::MfaRequired)
+                .with_detail("this needs two-factor authentication: enrol with POST /v1/auth/mfa/totp, or verify with POST /v1/auth/mfa/verify")
+                .into_response(),
+            EngineError::Mfa(MfaError::InvalidCode) => {
+                Problem::new(Kind::InvalidCode).with_detail("the code is wrong, expired or already used").into_response()
+            }
+            EngineError::Mfa(e @ (MfaError::AlreadyEnrolled | MfaError::NotEnrolled)) => {
+                Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
             }
             EngineError::NoSuchUser => Problem::new(Kind::NotFound).with_detail("no such user").into_response(),
             EngineError::Denied(Denied::Forbidden) => {

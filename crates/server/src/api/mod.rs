@@ -32,9 +32,13 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/sessions", get(auth::list_sessions))
         .route("/v1/auth/sessions/{id}", delete(auth::revoke_session))
         .route("/v1/auth/password", post(auth::change_password))
+        .route("/v1/auth/mfa/totp", post(auth::enrol_totp))
+        .route("/v1/auth/mfa/totp/confirm", post(auth::confirm_totp))
+        .route("/v1/auth/mfa/verify", post(auth::verify_mfa))
         .route("/v1/me", get(auth::me))
         .route("/v1/orgs", get(orgs::list).post(orgs::create))
         .route("/v1/orgs/{org}", get(orgs::show))
+        .route("/v1/orgs/{org}/settings", get(orgs::settings).put(orgs::set_settings))
         .route("/v1/orgs/{org}/members", get(orgs::members).post(orgs::add_member))
         .route("/v1/orgs/{org}/members/{user}", put(orgs::set_member_role).delete(orgs::remove_member))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));

@@ -168,3 +168,37 @@ pub async fn remove_member(
         Err(ApiError(EngineError::NoSuchUser))
     }
 }
+
+/// `GET /v1/orgs/{org}/settings`.
+pub async fn settings(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ViewOrg).await?;
+    let require_mfa = state.engine.requires_mfa(&auth).await?;
+    Ok(Json(serde_json::json!({ "require_mfa": require_mfa })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    require_mfa: bool,
+}
+
+/// `PUT /v1/orgs/{org}/settings`: owners and admins set the organisation's
+/// policies.
+pub async fn set_settings(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+    body: RawJson,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ManageSettings).await?;
+    let body: Settings = match body.parse() {
+        Ok(b) => b,
+        Err(problem) => return Ok(problem.into_response()),
+    };
+    state.engine.set_require_mfa(&auth, body.require_mfa).await?;
+    Ok(Json(serde_json::json!({ "require_mfa": body.require_mfa })).into_response())
+}
