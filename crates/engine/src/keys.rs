@@ -328,12 +328,11 @@ impl Keys {
     /// The key that encrypts platform secrets (TOTP seeds): created on
     /// first use, wrapped by the root key, unwrapped into the cache.
     pub async fn platform_key(&self) -> Result<(u32, Arc<Key256>), KeyError> {
-        if let Ok(guard) = self.platform.lock() {
-            if let Some((v, at, key)) = guard.as_ref() {
-                if at.elapsed() < self.settings.ttl {
-                    return Ok((*v, Arc::clone(key)));
-                }
-            }
+        if let Ok(guard) = self.platform.lock()
+            && let Some((v, at, key)) = guard.as_ref()
+            && at.elapsed() < self.settings.ttl
+        {
+            return Ok((*v, Arc::clone(key)));
         }
         let (version, wrapped) = match self.store.platform_key(PLATFORM_SECRETS).await? {
             Some((v, w, _)) => (v, w),
