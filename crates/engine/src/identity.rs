@@ -94,6 +94,9 @@ pub struct TotpEnrolment {
     pub qr_svg: String,
 }
 
+/// How long a password-reset token lives.
+const RESET_TTL: Duration = Duration::from_secs(30 * 60);
+
 /// The issuer name authenticator apps show.
 const TOTP_ISSUER: &str = "Strongroom";
 const RECOVERY_CODES: usize = 10;
@@ -628,6 +631,41 @@ impl Engine {
     /// Whether an organisation requires 2FA of every member.
     pub async fn requires_mfa(&self, auth: &Authorized) -> Result<bool, EngineError> {
         Ok(self.store.org_requires_mfa(auth.org()).await?)
+    }
+
+    /// Starts a password reset: if an active account has this address, a
+    /// single-use token valid for 30 minutes goes to that address by mail.
+    /// The answer is the same either way, and the mail leaves in the
+    /// background, so neither the answer nor its timing reveals whether the
+    /// account exists. Requests per address are throttled.
+    pub async fn request_password_reset(&self, email: &str, client: Option<IpAddr>) -> Result<(), EngineError> {
+        let keys = Throttle::keys(&format!("reset:{email}"), client);
+        if self.identity.throttle.wait(&keys).is_some() {
+            return Ok(());
+        }
+        self.identity.throttle.failed(&keys);
+        let Ok(email) = Email::parse(email) else { return Ok(()) };
+        let Some(user) = self.store.user_by_email(&email).await? else { return Ok(()) };
+        if user.status != UserStatus::Active {
+            return Ok(());
+        }
+        if !self.mailer.is_configured() {
+            tracing::warn!("a password reset was requested but no SMTP relay is configured");
+            return Ok(());
+        }
+        let token = self.issue_password_setup(user.id, store::SetupPurpose::Reset, RESET_TTL).await?;
+        let body = format!(
+            "Someone asked to reset the password of your Strongroom account.\n\n\
+             If it was you, set a new password within 30 minutes\n\
+             with this single-use token:\n\n    {}\n\n\
+             (POST /v1/auth/password-reset/complete\n\
+             with the token and your new_password.)\n\n\
+             If it was not you, ignore this message:\n\
+             your password has not changed.\n",
+            token.reveal()
+        );
+        self.mailer.send_later(user.email.to_string(), "Reset your Strongroom password", body);
+        Ok(())
     }
 
     /// Every account (operators' view).

@@ -8,6 +8,7 @@
 
 pub mod identity;
 pub mod keys;
+pub mod mail;
 
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ pub struct Engine {
     store: Store,
     keys: Arc<Keys>,
     identity: Arc<identity::Identity>,
+    mailer: mail::Mailer,
 }
 
 impl Engine {
@@ -72,7 +74,13 @@ impl Engine {
     pub fn with_observer(store: Store, kms: Arc<Kms>, cache: CacheSettings, observer: Arc<dyn KeyObserver>) -> Self {
         let keys = Arc::new(Keys::new(kms, store.clone(), cache, observer));
         let identity = Arc::new(identity::Identity::new(IdentitySettings::default()));
-        Self { store, keys, identity }
+        Self { store, keys, identity, mailer: mail::Mailer::disabled() }
+    }
+
+    /// The same engine sending mail through `mailer`.
+    pub fn with_mailer(mut self, mailer: mail::Mailer) -> Self {
+        self.mailer = mailer;
+        self
     }
 
     /// The same engine with other identity settings.

@@ -93,6 +93,16 @@ struct FileConfig {
     kms: FileKms,
     #[serde(default)]
     auth: FileAuth,
+    smtp: Option<FileSmtp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSmtp {
+    host: String,
+    port: Option<u16>,
+    security: Option<String>,
+    from: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -343,6 +353,9 @@ pub struct Config {
     /// directory. Never for real data.
     pub dev: bool,
     pub auth: engine::IdentitySettings,
+    /// Where mail goes; `None`: no mail is sent (password resets are
+    /// accepted but not delivered, and logged).
+    pub smtp: Option<engine::mail::SmtpSettings>,
 }
 
 impl Config {
@@ -445,6 +458,7 @@ impl Config {
 
         let kms = resolve_kms(file.kms, o, &data_dir, &mut errors);
         let auth = resolve_auth(&file.auth, &mut errors);
+        let smtp = file.smtp.as_ref().and_then(|f| resolve_smtp(f, &mut errors));
 
         let (listen, database, tls) = match (listen, database, tls) {
             (Ok(l), Ok(d), Ok(t)) if errors.is_empty() => (l, d, t),
@@ -463,6 +477,7 @@ impl Config {
             kms,
             dev: o.dev,
             auth,
+            smtp,
         })
     }
 
@@ -571,6 +586,33 @@ impl Config {
         };
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# could not render: {e}\n"))
     }
+}
+
+/// Resolves the `[smtp]` section: plain SMTP only to a relay on this host.
+fn resolve_smtp(f: &FileSmtp, errors: &mut Vec<ConfigError>) -> Option<engine::mail::SmtpSettings> {
+    use engine::mail::SmtpSecurity;
+    let security = match f.security.as_deref().unwrap_or("starttls") {
+        "tls" => SmtpSecurity::Tls,
+        "starttls" => SmtpSecurity::StartTls,
+        "none" => SmtpSecurity::Plain,
+        other => {
+            errors.push(ConfigError::new("smtp.security", format!("{other:?} is not one of tls, starttls, none")));
+            return None;
+        }
+    };
+    let local = f.host == "localhost" || f.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if security == SmtpSecurity::Plain && !local {
+        errors.push(ConfigError::new("smtp.security", "none (plain SMTP) is allowed only for a relay on this host"));
+    }
+    if !f.from.contains('@') {
+        errors.push(ConfigError::new("smtp.from", "must be an e-mail address"));
+    }
+    let port = f.port.unwrap_or(match security {
+        SmtpSecurity::Tls => 465,
+        SmtpSecurity::StartTls => 587,
+        SmtpSecurity::Plain => 25,
+    });
+    Some(engine::mail::SmtpSettings { host: f.host.clone(), port, security, from: f.from.clone() })
 }
 
 /// Resolves the `[auth]` section.
@@ -867,6 +909,20 @@ mod tests {
         );
         check("[kms]\ncache_ttl_secs = 0", "kms.cache_ttl_secs");
         check("[kms.pkcs11]\nmodule = '/x.so'", "kms.pkcs11");
+    }
+
+    #[test]
+    fn plain_smtp_is_only_for_a_local_relay() {
+        check("[smtp]\nhost = 'mail.example.com'\nsecurity = 'none'\nfrom = 'v@example.com'", "smtp.security");
+        check("[smtp]\nhost = '127.0.0.1'\nsecurity = 'ssl'\nfrom = 'v@example.com'", "smtp.security");
+        check("[smtp]\nhost = '127.0.0.1'\nfrom = 'nobody'", "smtp.from");
+        assert!(
+            errors_of(
+                "[smtp]\nhost = '127.0.0.1'\nport = 2525\nsecurity = 'none'\nfrom = 'v@example.com'",
+                &Overrides::default()
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -122,7 +122,11 @@ pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine
     let kms = std::sync::Arc::new(keys::open_kms(config, create).await?);
     let store = open_store(config, &kms).await?;
     let cache = engine::CacheSettings { ttl: config.kms.cache_ttl, max_entries: config.kms.cache_max_entries };
-    Ok(Engine::new(store, kms, cache).with_identity(config.auth))
+    let mailer = match &config.smtp {
+        Some(settings) => engine::mail::Mailer::new(settings).context("smtp")?,
+        None => engine::mail::Mailer::disabled(),
+    };
+    Ok(Engine::new(store, kms, cache).with_identity(config.auth).with_mailer(mailer))
 }
 
 /// The TLS source, with a specific listen address added to the names of a

@@ -10,6 +10,7 @@ mod mfa;
 mod migrations;
 mod ops;
 mod organisations;
+mod reset;
 mod shutdown;
 mod tidy;
 mod tls;

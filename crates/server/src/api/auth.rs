@@ -220,16 +220,30 @@ pub struct PasswordSetup {
     new_password: Zeroizing<String>,
 }
 
-/// `POST /v1/auth/setup-password`: sets a password with a single-use token
-/// (a new account's first password, or a reset). Public: the token is the
-/// credential.
+/// `POST /v1/auth/setup-password`: sets a new account's first password
+/// with its single-use token. Public: the token is the credential.
 pub async fn setup_password(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PasswordSetup>,
 ) -> Result<Response, ApiError> {
-    let done =
-        state.engine.complete_password_setup(&body.token, store::SetupPurpose::Initial, &body.new_password).await;
-    match done {
+    use_setup_token(&state, &body, store::SetupPurpose::Initial).await
+}
+
+/// `POST /v1/auth/password-reset/complete`: sets a new password with the
+/// single-use token sent by mail; every session of the account ends.
+pub async fn complete_reset(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<PasswordSetup>,
+) -> Result<Response, ApiError> {
+    use_setup_token(&state, &body, store::SetupPurpose::Reset).await
+}
+
+async fn use_setup_token(
+    state: &AppState,
+    body: &PasswordSetup,
+    purpose: store::SetupPurpose,
+) -> Result<Response, ApiError> {
+    match state.engine.complete_password_setup(&body.token, purpose, &body.new_password).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(engine::EngineError::Auth(engine::AuthError::Unauthenticated)) => {
             Ok(crate::problem::Problem::new(crate::problem::Kind::InvalidToken)
@@ -238,6 +252,28 @@ pub async fn setup_password(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    email: String,
+}
+
+/// `POST /v1/auth/password-reset`: mails a reset token to the account's
+/// stored address, if there is such an account. The answer is the same
+/// either way.
+pub async fn request_reset(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    ApiJson(body): ApiJson<ResetRequest>,
+) -> Result<Response, ApiError> {
+    state.engine.request_password_reset(&body.email, client).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "status": "if an account has this address, a message with a reset token is on its way" })),
+    )
+        .into_response())
 }
 
 /// `POST /v1/auth/mfa/totp`: starts TOTP enrolment; the secret, otpauth URI

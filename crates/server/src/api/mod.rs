@@ -17,7 +17,15 @@ use crate::{AppState, ops};
 
 /// The routes anyone may call, by path. The route inventory test keeps this
 /// list honest.
-pub const PUBLIC: &[&str] = &["/healthz", "/readyz", "/metrics", "/v1/auth/login", "/v1/auth/setup-password"];
+pub const PUBLIC: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/auth/login",
+    "/v1/auth/setup-password",
+    "/v1/auth/password-reset",
+    "/v1/auth/password-reset/complete",
+];
 
 /// Every route, public and protected.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -26,7 +34,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/auth/login", post(auth::login))
-        .route("/v1/auth/setup-password", post(auth::setup_password));
+        .route("/v1/auth/setup-password", post(auth::setup_password))
+        .route("/v1/auth/password-reset", post(auth::request_reset))
+        .route("/v1/auth/password-reset/complete", post(auth::complete_reset));
     let protected = Router::new()
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/sessions", get(auth::list_sessions))
