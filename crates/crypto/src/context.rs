@@ -25,6 +25,8 @@ pub enum KeyPurpose {
     DatabaseKey,
     /// The deployment key that encrypts platform secrets (TOTP seeds).
     PlatformSecrets,
+    /// The seed of an Ed25519 key that signs access tokens.
+    TokenSigning,
     /// Used only by the KMS conformance tests.
     Conformance,
 }
@@ -35,6 +37,7 @@ impl KeyPurpose {
             Self::OrgKey => "org-key",
             Self::DatabaseKey => "database-key",
             Self::PlatformSecrets => "platform-secrets",
+            Self::TokenSigning => "token-signing",
             Self::Conformance => "conformance",
         }
     }

@@ -73,3 +73,7 @@ typed_id!(
     /// Identifies a sign-in session (its public id, not its secret).
     SessionId
 );
+typed_id!(
+    /// Identifies a service account (an organisation's application).
+    ServiceAccountId
+);

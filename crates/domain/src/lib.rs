@@ -10,8 +10,8 @@ mod org;
 mod policy;
 mod user;
 
-pub use id::{OrgId, ProfileId, SessionId, UserId};
+pub use id::{OrgId, ProfileId, ServiceAccountId, SessionId, UserId};
 pub use key::KeyState;
 pub use org::{NewOrganisation, OrgName, OrgSlug, OrgStatus, Organisation, ParseError};
-pub use policy::{Action, PlatformAction, role_permits};
+pub use policy::{Action, PlatformAction, Scope, role_permits, scope_list};
 pub use user::{DisplayName, Email, Role};

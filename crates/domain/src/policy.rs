@@ -98,8 +98,96 @@ mod tests {
     }
 
     #[test]
+    fn scopes_parse_and_grant_only_their_actions() {
+        assert_eq!(
+            Scope::parse_list("org:read  members:read org:read"),
+            Some(vec![Scope::OrgRead, Scope::MembersRead])
+        );
+        assert_eq!(Scope::parse_list("admin"), None);
+        assert!(Scope::ALL.iter().all(|s| !s.permits(Action::ManageMembers) && !s.permits(Action::ManageOwners)));
+        assert!(Scope::ProfilesReadSensitive.permits(Action::ReadSensitive));
+        assert!(!Scope::ProfilesRead.permits(Action::ReadSensitive));
+    }
+
+    #[test]
     fn auditors_never_read_data() {
         assert!(!role_permits(Role::Auditor, Action::ReadProfiles));
         assert!(!role_permits(Role::Auditor, Action::ReadSensitive));
     }
+}
+
+/// What a service account's token may do in its organisation (OAuth
+/// scopes). Anything not granted by a scope is denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// `org:read`: see the organisation.
+    OrgRead,
+    /// `members:read`: list members.
+    MembersRead,
+    /// `profiles:read`: read profiles' plain and personal fields.
+    ProfilesRead,
+    /// `profiles:read-sensitive`: also read sensitive fields.
+    ProfilesReadSensitive,
+    /// `profiles:write`: create and change profiles.
+    ProfilesWrite,
+    /// `audit:read`: read the audit trail.
+    AuditRead,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::OrgRead,
+        Scope::MembersRead,
+        Scope::ProfilesRead,
+        Scope::ProfilesReadSensitive,
+        Scope::ProfilesWrite,
+        Scope::AuditRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrgRead => "org:read",
+            Self::MembersRead => "members:read",
+            Self::ProfilesRead => "profiles:read",
+            Self::ProfilesReadSensitive => "profiles:read-sensitive",
+            Self::ProfilesWrite => "profiles:write",
+            Self::AuditRead => "audit:read",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Parses a space-separated scope list (RFC 6749 §3.3).
+    pub fn parse_list(s: &str) -> Option<Vec<Self>> {
+        let mut out = Vec::new();
+        for part in s.split_whitespace() {
+            let scope = Self::parse(part)?;
+            if !out.contains(&scope) {
+                out.push(scope);
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether this scope allows an action.
+    pub fn permits(self, action: Action) -> bool {
+        use Action as A;
+        matches!(
+            (self, action),
+            (Self::OrgRead, A::ViewOrg)
+                | (Self::MembersRead, A::ListMembers)
+                | (Self::ProfilesRead, A::ReadProfiles)
+                | (Self::ProfilesReadSensitive, A::ReadProfiles | A::ReadSensitive)
+                | (Self::ProfilesWrite, A::WriteProfiles)
+                | (Self::AuditRead, A::ReadAudit)
+        )
+    }
+}
+
+/// Joins scopes as a space-separated list.
+pub fn scope_list(scopes: &[Scope]) -> String {
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
 }

@@ -50,6 +50,9 @@ pub enum AuthError {
     Unauthenticated,
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
+    /// A token could not be made (a signing or encryption failure).
+    #[error("token error: {0}")]
+    Token(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -110,13 +113,40 @@ fn normalise_recovery_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect()
 }
 
-/// An authenticated caller.
+/// An authenticated caller: a user with a session, or a service account
+/// with an access token (then `user` and `session` are nil).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub user: UserId,
     pub is_operator: bool,
     pub session: SessionId,
     pub mfa_passed: bool,
+    pub service_account: Option<ServiceAccountGrant>,
+}
+
+/// What a service account's access token grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccountGrant {
+    pub id: domain::ServiceAccountId,
+    pub org: OrgId,
+    pub scopes: Vec<domain::Scope>,
+    pub jti: String,
+}
+
+/// What an authorisation rests on: a member's role or a token's scopes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    Role(Role),
+    Scopes(Vec<domain::Scope>),
+}
+
+impl Grant {
+    pub fn permits(&self, action: Action) -> bool {
+        match self {
+            Self::Role(r) => role_permits(*r, action),
+            Self::Scopes(s) => s.iter().any(|s| s.permits(action)),
+        }
+    }
 }
 
 /// Proof that `principal` may take `action` in `org`. Only
@@ -125,7 +155,7 @@ pub struct Principal {
 pub struct Authorized {
     principal: Principal,
     org: OrgId,
-    role: Role,
+    grant: Grant,
     action: Action,
 }
 
@@ -136,8 +166,16 @@ impl Authorized {
     pub fn org(&self) -> OrgId {
         self.org
     }
-    pub fn role(&self) -> Role {
-        self.role
+    /// The member's role; `None` for a service account.
+    pub fn role(&self) -> Option<Role> {
+        match self.grant {
+            Grant::Role(r) => Some(r),
+            Grant::Scopes(_) => None,
+        }
+    }
+    /// Whether the same grant also allows another action.
+    pub fn permits(&self, action: Action) -> bool {
+        self.grant.permits(action)
     }
     pub fn action(&self) -> Action {
         self.action
@@ -336,6 +374,7 @@ impl Engine {
             is_operator: user.is_operator,
             session: session.id,
             mfa_passed: session.mfa_passed,
+            service_account: None,
         })
     }
 
@@ -360,6 +399,20 @@ impl Engine {
     /// members and get nothing (support sessions will grant them access).
     /// Deny by default: anything else is refused.
     pub async fn authorize(&self, principal: &Principal, org: OrgId, action: Action) -> Result<Authorized, Denied> {
+        if let Some(sa) = &principal.service_account {
+            if sa.org != org {
+                return Err(Denied::NotFound);
+            }
+            if !sa.scopes.iter().any(|s| s.permits(action)) {
+                return Err(Denied::Forbidden);
+            }
+            return Ok(Authorized {
+                principal: principal.clone(),
+                org,
+                grant: Grant::Scopes(sa.scopes.clone()),
+                action,
+            });
+        }
         let role = self.store.membership_role(org, principal.user).await.map_err(|_| Denied::Store)?;
         let role = match role {
             None => return Err(Denied::NotFound),
@@ -373,7 +426,7 @@ impl Engine {
         if needs_mfa && !principal.mfa_passed {
             return Err(Denied::MfaRequired);
         }
-        Ok(Authorized { principal: principal.clone(), org, role, action })
+        Ok(Authorized { principal: principal.clone(), org, grant: Grant::Role(role), action })
     }
 
     /// The one authorisation decision for platform actions: operators only.
@@ -399,6 +452,7 @@ impl Engine {
             is_operator: true,
             session: SessionId::from_uuid(uuid::Uuid::nil()),
             mfa_passed: true,
+            service_account: None,
         };
         AuthorizedPlatform { principal, action }
     }
@@ -698,7 +752,7 @@ impl Engine {
         self.require(auth, Action::ManageMembers)?;
         self.store.user_by_id(user).await?.ok_or(EngineError::NoSuchUser)?;
         let current = self.store.membership_role(auth.org(), user).await?;
-        if (role == Role::Owner || current == Some(Role::Owner)) && !role_permits(auth.role(), Action::ManageOwners) {
+        if (role == Role::Owner || current == Some(Role::Owner)) && !auth.permits(Action::ManageOwners) {
             return Err(EngineError::Denied(Denied::Forbidden));
         }
         if current == Some(Role::Owner) && role != Role::Owner && self.store.count_owners(auth.org()).await? <= 1 {
@@ -713,7 +767,7 @@ impl Engine {
         self.require(auth, Action::ManageMembers)?;
         let current = self.store.membership_role(auth.org(), user).await?;
         if current == Some(Role::Owner) {
-            if !role_permits(auth.role(), Action::ManageOwners) {
+            if !auth.permits(Action::ManageOwners) {
                 return Err(EngineError::Denied(Denied::Forbidden));
             }
             if self.store.count_owners(auth.org()).await? <= 1 {
@@ -739,7 +793,7 @@ impl Engine {
     }
 
     fn require(&self, auth: &Authorized, action: Action) -> Result<(), EngineError> {
-        if auth.action() == action || role_permits(auth.role(), action) {
+        if auth.action() == action || auth.permits(action) {
             Ok(())
         } else {
             Err(EngineError::Denied(Denied::Forbidden))

@@ -9,6 +9,7 @@
 pub mod identity;
 pub mod keys;
 pub mod mail;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -17,10 +18,11 @@ use kms::Kms;
 use store::Store;
 
 pub use identity::{
-    AuthError, Authorized, AuthorizedPlatform, Denied, IdentitySettings, MfaError, NewUser, Principal, SessionPolicy,
-    TotpEnrolment,
+    AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
+    ServiceAccountGrant, SessionPolicy, TotpEnrolment,
 };
 pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
+pub use tokens::{IssuedToken, TokenError, TokenSettings};
 
 /// Why the engine cannot serve requests right now.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,8 @@ pub struct Engine {
     keys: Arc<Keys>,
     identity: Arc<identity::Identity>,
     mailer: mail::Mailer,
+    tokens: Arc<tokens::TokenState>,
+    token_settings: tokens::TokenSettings,
 }
 
 impl Engine {
@@ -74,7 +78,14 @@ impl Engine {
     pub fn with_observer(store: Store, kms: Arc<Kms>, cache: CacheSettings, observer: Arc<dyn KeyObserver>) -> Self {
         let keys = Arc::new(Keys::new(kms, store.clone(), cache, observer));
         let identity = Arc::new(identity::Identity::new(IdentitySettings::default()));
-        Self { store, keys, identity, mailer: mail::Mailer::disabled() }
+        Self {
+            store,
+            keys,
+            identity,
+            mailer: mail::Mailer::disabled(),
+            tokens: Arc::new(tokens::TokenState::default()),
+            token_settings: tokens::TokenSettings::default(),
+        }
     }
 
     /// The same engine sending mail through `mailer`.

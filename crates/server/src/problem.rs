@@ -166,9 +166,15 @@ pub async fn problemise(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem =
-        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
-    if is_problem {
+    // Only bare errors from layers (empty or plain text) are rewritten; a
+    // JSON answer (problem details, or an OAuth error) is the handler's own.
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim() == "application/json" || m.trim().ends_with("+json"));
+    if is_json {
         return res;
     }
     let (mut parts, _) = res.into_parts();

@@ -2,7 +2,7 @@
 //! password-setup tokens. Secrets are never stored: passwords as Argon2id
 //! PHC strings, session and setup tokens as their SHA-256.
 
-use domain::{DisplayName, Email, OrgId, Role, SessionId, UserId};
+use domain::{DisplayName, Email, OrgId, Role, Scope, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
 use crate::{Result, StoreError};
@@ -114,4 +114,43 @@ impl SetupPurpose {
 
 pub(crate) fn corrupt(what: &'static str) -> impl Fn(domain::ParseError) -> StoreError {
     move |e| StoreError::Corrupt { what, why: e.to_string() }
+}
+
+/// A service account as stored: its secret only as SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceAccountRecord {
+    pub org_id: OrgId,
+    pub id: ServiceAccountId,
+    pub name: String,
+    pub client_id: String,
+    pub secret_hash: [u8; 32],
+    pub scopes: Vec<Scope>,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for ServiceAccountRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountRecord")
+            .field("org_id", &self.org_id)
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token-signing key: its Ed25519 seed wrapped by the root key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub seed_wrapped: Vec<u8>,
+    pub kms_key_id: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord").field("kid", &self.kid).finish_non_exhaustive()
+    }
 }

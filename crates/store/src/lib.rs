@@ -13,10 +13,13 @@ mod sqlite_identity;
 
 use std::path::PathBuf;
 
-use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, Role, SessionId, UserId};
+use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, Role, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
-pub use identity::{MemberRecord, SessionRecord, SetupPurpose, TotpRecord, UserRecord, UserStatus};
+pub use identity::{
+    MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord,
+    UserStatus,
+};
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use sqlite::connect_options as sqlite_connect_options;
 
@@ -350,6 +353,51 @@ impl Store {
 
     pub async fn set_org_requires_mfa(&self, org: OrgId, required: bool) -> Result<()> {
         dispatch!(self.set_org_requires_mfa(org, required))
+    }
+
+    pub async fn create_service_account(&self, sa: &ServiceAccountRecord) -> Result<()> {
+        dispatch!(self.create_service_account(sa))
+    }
+
+    pub async fn service_account_by_client_id(&self, client_id: &str) -> Result<Option<ServiceAccountRecord>> {
+        dispatch!(self.service_account_by_client_id(client_id))
+    }
+
+    /// An organisation's service accounts, revoked ones included.
+    pub async fn service_accounts(&self, org: OrgId) -> Result<Vec<ServiceAccountRecord>> {
+        dispatch!(self.service_accounts(org))
+    }
+
+    /// Revokes a service account; false if no live one of this organisation.
+    pub async fn revoke_service_account(&self, org: OrgId, id: ServiceAccountId) -> Result<bool> {
+        dispatch!(self.revoke_service_account(org, id))
+    }
+
+    /// Signing keys not retired, newest first.
+    pub async fn live_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        dispatch!(self.live_signing_keys())
+    }
+
+    pub async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        dispatch!(self.insert_signing_key(key))
+    }
+
+    /// Records a revoked token id until it would have expired anyway.
+    pub async fn revoke_jti(&self, jti: &str, expires_at: OffsetDateTime) -> Result<()> {
+        dispatch!(self.revoke_jti(jti, expires_at))
+    }
+
+    pub async fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
+        dispatch!(self.is_jti_revoked(jti))
+    }
+
+    /// Whether an organisation's access tokens are encrypted (JWE).
+    pub async fn org_encrypts_tokens(&self, org: OrgId) -> Result<bool> {
+        dispatch!(self.org_encrypts_tokens(org))
+    }
+
+    pub async fn set_org_encrypts_tokens(&self, org: OrgId, on: bool) -> Result<()> {
+        dispatch!(self.set_org_encrypts_tokens(org, on))
     }
 
     /// Waits for open connections to finish and closes them.

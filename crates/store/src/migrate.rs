@@ -86,6 +86,11 @@ pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/sqlite/0002_org_keys.sql") },
     Migration { version: 3, name: "identity", sql: include_str!("../migrations/sqlite/0003_identity.sql") },
     Migration { version: 4, name: "mfa", sql: include_str!("../migrations/sqlite/0004_mfa.sql") },
+    Migration {
+        version: 5,
+        name: "service_accounts",
+        sql: include_str!("../migrations/sqlite/0005_service_accounts.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -94,6 +99,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 2, name: "org_keys", sql: include_str!("../migrations/postgres/0002_org_keys.sql") },
     Migration { version: 3, name: "identity", sql: include_str!("../migrations/postgres/0003_identity.sql") },
     Migration { version: 4, name: "mfa", sql: include_str!("../migrations/postgres/0004_mfa.sql") },
+    Migration {
+        version: 5,
+        name: "service_accounts",
+        sql: include_str!("../migrations/postgres/0005_service_accounts.sql"),
+    },
 ];
 
 #[cfg(test)]

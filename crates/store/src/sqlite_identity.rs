@@ -1,15 +1,15 @@
 //! The SQLite implementation of the identity records: users,
 //! memberships, sessions and password-setup tokens.
 
-use domain::{DisplayName, Email, OrgId, Role, SessionId, UserId};
+use domain::{DisplayName, Email, OrgId, Role, Scope, ServiceAccountId, SessionId, UserId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use crate::TotpRecord;
 use crate::identity::{MemberRecord, SessionRecord, SetupPurpose, UserRecord, UserStatus, corrupt};
 use crate::sqlite::SqliteStore;
 use crate::{Result, conflict_or};
+use crate::{ServiceAccountRecord, SigningKeyRecord, TotpRecord};
 
 impl SqliteStore {
     pub(crate) async fn create_user(&self, u: &UserRecord) -> Result<()> {
@@ -428,6 +428,123 @@ impl SqliteStore {
             .await?;
         Ok(())
     }
+
+    pub(crate) async fn create_service_account(&self, sa: &ServiceAccountRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO service_accounts (org_id, id, name, client_id, secret_hash, scopes, created_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(sa.org_id.as_uuid())
+        .bind(sa.id.as_uuid())
+        .bind(&sa.name)
+        .bind(&sa.client_id)
+        .bind(&sa.secret_hash[..])
+        .bind(domain::scope_list(&sa.scopes))
+        .bind(sa.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, "a service account with this client id"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn service_account_by_client_id(&self, client_id: &str) -> Result<Option<ServiceAccountRecord>> {
+        sqlx::query(
+            "SELECT org_id, id, name, client_id, secret_hash, scopes, created_at, revoked_at FROM service_accounts WHERE client_id = ?",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| sa_from_row(&r))
+        .transpose()
+    }
+
+    pub(crate) async fn service_accounts(&self, org: OrgId) -> Result<Vec<ServiceAccountRecord>> {
+        sqlx::query(
+            "SELECT org_id, id, name, client_id, secret_hash, scopes, created_at, revoked_at FROM service_accounts
+             WHERE org_id = ? ORDER BY created_at, id",
+        )
+        .bind(org.as_uuid())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(sa_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn revoke_service_account(&self, org: OrgId, id: ServiceAccountId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE service_accounts SET revoked_at = ? WHERE org_id = ? AND id = ? AND revoked_at IS NULL",
+        )
+        .bind(crate::now())
+        .bind(org.as_uuid())
+        .bind(id.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn live_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        sqlx::query("SELECT kid, seed_wrapped, kms_key_id, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(SigningKeyRecord {
+                    kid: r.try_get("kid")?,
+                    seed_wrapped: r.try_get("seed_wrapped")?,
+                    kms_key_id: r.try_get("kms_key_id")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, seed_wrapped, kms_key_id, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)")
+            .bind(&key.kid)
+            .bind(&key.seed_wrapped)
+            .bind(&key.kms_key_id)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, "this signing key"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn revoke_jti(&self, jti: &str, expires_at: OffsetDateTime) -> Result<()> {
+        sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM revoked_tokens WHERE jti = ?")
+            .bind(jti)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn org_encrypts_tokens(&self, org: OrgId) -> Result<bool> {
+        let v: Option<bool> = sqlx::query_scalar("SELECT encrypted_tokens FROM organisations WHERE id = ?")
+            .bind(org.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(false))
+    }
+
+    pub(crate) async fn set_org_encrypts_tokens(&self, org: OrgId, on: bool) -> Result<()> {
+        sqlx::query("UPDATE organisations SET encrypted_tokens = ?, updated_at = ? WHERE id = ?")
+            .bind(on)
+            .bind(crate::now())
+            .bind(org.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 const USER_COLUMNS_BY_ID: &str = "SELECT id, email, display_name, password_hash, is_operator, status, created_at, updated_at FROM users WHERE id = ?";
@@ -457,6 +574,24 @@ fn session_from_row(r: &SqliteRow) -> Result<SessionRecord> {
         created_at: r.try_get("created_at")?,
         last_seen_at: r.try_get("last_seen_at")?,
         expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+fn sa_from_row(r: &SqliteRow) -> Result<ServiceAccountRecord> {
+    let hash: Vec<u8> = r.try_get("secret_hash")?;
+    let scopes: String = r.try_get("scopes")?;
+    Ok(ServiceAccountRecord {
+        org_id: OrgId::from_uuid(r.try_get("org_id")?),
+        id: ServiceAccountId::from_uuid(r.try_get("id")?),
+        name: r.try_get("name")?,
+        client_id: r.try_get("client_id")?,
+        secret_hash: hash
+            .try_into()
+            .map_err(|_| crate::StoreError::Corrupt { what: "service account", why: "secret hash length".into() })?,
+        scopes: Scope::parse_list(&scopes)
+            .ok_or(crate::StoreError::Corrupt { what: "service account", why: "unknown scope".into() })?,
+        created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
     })
 }

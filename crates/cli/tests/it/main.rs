@@ -11,6 +11,7 @@ mod migrations;
 mod ops;
 mod organisations;
 mod reset;
+mod service_accounts;
 mod shutdown;
 mod tidy;
 mod tls;

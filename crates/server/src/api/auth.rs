@@ -19,6 +19,15 @@ use super::error::{ApiError, unauthenticated};
 use crate::AppState;
 use crate::json::ApiJson;
 
+/// Refuses service accounts on routes about a person's own account.
+fn person(p: &Principal) -> Result<(), ApiError> {
+    if p.service_account.is_some() {
+        Err(ApiError(engine::EngineError::Denied(engine::Denied::Forbidden)))
+    } else {
+        Ok(())
+    }
+}
+
 /// The session cookie. `__Host-` binds it to this host, over HTTPS, path /.
 pub const SESSION_COOKIE: &str = "__Host-strongroom_session";
 
@@ -49,10 +58,18 @@ fn session_secret(headers: &HeaderMap) -> Option<Zeroizing<String>> {
 /// The layer in front of every protected route: authenticates the session
 /// cookie or answers 401.
 pub async fn require_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(secret) = session_secret(req.headers()) else {
-        return unauthenticated();
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| Zeroizing::new(t.trim().to_owned()));
+    let authenticated = match (bearer, session_secret(req.headers())) {
+        (Some(token), _) => state.engine.authenticate_bearer(&token).await,
+        (None, Some(secret)) => state.engine.authenticate(&secret).await,
+        (None, None) => return unauthenticated(),
     };
-    match state.engine.authenticate(&secret).await {
+    match authenticated {
         Ok(principal) => {
             req.extensions_mut().insert(Caller(principal));
             next.run(req).await
@@ -152,6 +169,7 @@ fn clear_cookie() -> HeaderValue {
 
 /// `POST /v1/auth/logout`: revokes the current session.
 pub async fn logout(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    person(&p)?;
     state.engine.logout(&p).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
@@ -160,6 +178,7 @@ pub async fn logout(State(state): State<AppState>, Caller(p): Caller) -> Result<
 
 /// `GET /v1/auth/sessions`: the caller's live sessions.
 pub async fn list_sessions(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    person(&p)?;
     let sessions = state.engine.sessions(&p).await?;
     let views: Vec<SessionView> = sessions.iter().map(|s| session_view(s, Some(p.session))).collect();
     Ok(Json(serde_json::json!({ "sessions": views })).into_response())
@@ -171,6 +190,7 @@ pub async fn revoke_session(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    person(&p)?;
     let Ok(id) = id.parse::<SessionId>() else {
         return Ok(crate::problem::Problem::new(crate::problem::Kind::NotFound)
             .with_detail("no such session")
@@ -197,12 +217,14 @@ pub async fn change_password(
     Caller(p): Caller,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<Response, ApiError> {
+    person(&p)?;
     state.engine.change_password(&p, &body.current_password, &body.new_password).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /v1/me`: who the caller is and where they are a member.
 pub async fn me(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    person(&p)?;
     let user = state.engine.user_by_id(p.user).await?.ok_or(engine::AuthError::Unauthenticated)?;
     let mut memberships = Vec::new();
     for (org_id, role) in state.engine.memberships_of(p.user).await? {
@@ -279,6 +301,7 @@ pub async fn request_reset(
 /// `POST /v1/auth/mfa/totp`: starts TOTP enrolment; the secret, otpauth URI
 /// and QR code are shown this once.
 pub async fn enrol_totp(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    person(&p)?;
     let e = state.engine.enrol_totp(&p).await?;
     Ok(Json(serde_json::json!({
         "secret": e.secret_base32.as_str(),
@@ -301,6 +324,7 @@ pub async fn confirm_totp(
     Caller(p): Caller,
     ApiJson(body): ApiJson<Code>,
 ) -> Result<Response, ApiError> {
+    person(&p)?;
     let codes = state.engine.confirm_totp(&p, &body.code).await?;
     Ok(Json(serde_json::json!({ "recovery_codes": codes })).into_response())
 }
@@ -312,6 +336,7 @@ pub async fn verify_mfa(
     Caller(p): Caller,
     ApiJson(body): ApiJson<Code>,
 ) -> Result<Response, ApiError> {
+    person(&p)?;
     state.engine.verify_mfa(&p, &body.code).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod error;
+mod oauth;
 mod orgs;
 
 use axum::Router;
@@ -25,6 +26,9 @@ pub const PUBLIC: &[&str] = &[
     "/v1/auth/setup-password",
     "/v1/auth/password-reset",
     "/v1/auth/password-reset/complete",
+    "/v1/oauth/token",
+    "/v1/oauth/revoke",
+    "/.well-known/jwks.json",
 ];
 
 /// Every route, public and protected.
@@ -36,7 +40,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/login", post(auth::login))
         .route("/v1/auth/setup-password", post(auth::setup_password))
         .route("/v1/auth/password-reset", post(auth::request_reset))
-        .route("/v1/auth/password-reset/complete", post(auth::complete_reset));
+        .route("/v1/auth/password-reset/complete", post(auth::complete_reset))
+        .route("/v1/oauth/token", post(oauth::token))
+        .route("/v1/oauth/revoke", post(oauth::revoke))
+        .route("/.well-known/jwks.json", get(oauth::jwks));
     let protected = Router::new()
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/sessions", get(auth::list_sessions))
@@ -49,6 +56,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/orgs", get(orgs::list).post(orgs::create))
         .route("/v1/orgs/{org}", get(orgs::show))
         .route("/v1/orgs/{org}/settings", get(orgs::settings).put(orgs::set_settings))
+        .route("/v1/orgs/{org}/service-accounts", get(oauth::list_accounts).post(oauth::create_account))
+        .route("/v1/orgs/{org}/service-accounts/{id}", delete(oauth::revoke_account))
         .route("/v1/orgs/{org}/members", get(orgs::members).post(orgs::add_member))
         .route("/v1/orgs/{org}/members/{user}", put(orgs::set_member_role).delete(orgs::remove_member))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));

@@ -18,7 +18,12 @@ use crate::json::{ApiJson, RawJson};
 
 /// Finds the organisation named by a path segment (id or slug) and
 /// authorises the action on it.
-async fn authorize(state: &AppState, p: &Principal, org: &str, action: Action) -> Result<Authorized, ApiError> {
+pub(super) async fn authorize(
+    state: &AppState,
+    p: &Principal,
+    org: &str,
+    action: Action,
+) -> Result<Authorized, ApiError> {
     let id = match org.parse::<OrgId>() {
         Ok(id) => id,
         Err(_) => {
@@ -177,13 +182,15 @@ pub async fn settings(
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ViewOrg).await?;
     let require_mfa = state.engine.requires_mfa(&auth).await?;
-    Ok(Json(serde_json::json!({ "require_mfa": require_mfa })).into_response())
+    let encrypted_tokens = state.engine.encrypted_tokens(&auth).await?;
+    Ok(Json(serde_json::json!({ "require_mfa": require_mfa, "encrypted_tokens": encrypted_tokens })).into_response())
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    require_mfa: bool,
+    require_mfa: Option<bool>,
+    encrypted_tokens: Option<bool>,
 }
 
 /// `PUT /v1/orgs/{org}/settings`: owners and admins set the organisation's
@@ -199,6 +206,13 @@ pub async fn set_settings(
         Ok(b) => b,
         Err(problem) => return Ok(problem.into_response()),
     };
-    state.engine.set_require_mfa(&auth, body.require_mfa).await?;
-    Ok(Json(serde_json::json!({ "require_mfa": body.require_mfa })).into_response())
+    if let Some(on) = body.require_mfa {
+        state.engine.set_require_mfa(&auth, on).await?;
+    }
+    if let Some(on) = body.encrypted_tokens {
+        state.engine.set_encrypted_tokens(&auth, on).await?;
+    }
+    let require_mfa = state.engine.requires_mfa(&auth).await?;
+    let encrypted_tokens = state.engine.encrypted_tokens(&auth).await?;
+    Ok(Json(serde_json::json!({ "require_mfa": require_mfa, "encrypted_tokens": encrypted_tokens })).into_response())
 }
