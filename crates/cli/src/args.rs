@@ -135,6 +135,9 @@ pub enum KeysCommand {
     },
     /// Add a root key version and re-wrap every key under it.
     RotateRoot(ConfigArgs),
+    /// Add an access-token signing key; older ones keep verifying until the
+    /// tokens they signed expire.
+    RotateSigning(ConfigArgs),
     /// Destroy an organisation's key for good (crypto-shredding): its data,
     /// backups included, can never be decrypted again.
     Destroy {

@@ -167,6 +167,18 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        KeysCommand::RotateSigning(config) => {
+            let config = load_config(&config)?;
+            block_on(async {
+                let engine = server::open_engine(&config, false).await?;
+                let kid = engine.rotate_signing_key().await?;
+                println!(
+                    "New token-signing key {kid}; /.well-known/jwks.json publishes it, older keys verify until their tokens expire"
+                );
+                engine.shutdown().await;
+                Ok(())
+            })
+        }
         KeysCommand::Destroy { org, confirm, config } => {
             let slug = slug(&org)?;
             if confirm.as_deref() != Some(slug.as_str()) {

@@ -130,6 +130,40 @@ impl Engine {
         Ok(material)
     }
 
+    /// Adds a signing key that signs from now on. Older keys keep verifying
+    /// until every token they signed has expired, then are retired. Returns
+    /// the new key id.
+    pub async fn rotate_signing_key(&self) -> Result<String, EngineError> {
+        let kms = self.keys.kms();
+        let seed = Key256::generate().map_err(AuthError::from)?;
+        let key = SigningKey::from_seed(seed.expose_for_cipher());
+        let wrapped = kms.wrap(&seed, &signing_context(key.kid())).await.map_err(KeyError::from)?;
+        let now = store::now();
+        self.store
+            .insert_signing_key(&SigningKeyRecord {
+                kid: key.kid().to_owned(),
+                seed_wrapped: wrapped.0,
+                kms_key_id: kms.info().key_id,
+                created_at: now,
+            })
+            .await?;
+        // A key whose successor has signed for longer than a token lives
+        // signed nothing still valid.
+        let grace = time::Duration::try_from(self.token_settings.ttl).unwrap_or(time::Duration::HOUR)
+            + time::Duration::minutes(1);
+        let live = self.store.live_signing_keys().await?;
+        for pair in live.windows(2) {
+            let (newer, older) = (&pair[0], &pair[1]);
+            if now - newer.created_at > grace {
+                self.store.retire_signing_key(&older.kid).await?;
+            }
+        }
+        if let Ok(mut guard) = self.tokens.signing.lock() {
+            *guard = None;
+        }
+        Ok(key.kid().to_owned())
+    }
+
     /// The key of encrypted tokens: derived from the platform key.
     async fn token_jwe_key(&self) -> Result<JweKey, EngineError> {
         let (_, platform) = self.keys.platform_key().await?;

@@ -382,6 +382,11 @@ impl Store {
         dispatch!(self.insert_signing_key(key))
     }
 
+    /// Stops using a signing key, even for verification.
+    pub async fn retire_signing_key(&self, kid: &str) -> Result<()> {
+        dispatch!(self.retire_signing_key(kid))
+    }
+
     /// Records a revoked token id until it would have expired anyway.
     pub async fn revoke_jti(&self, jti: &str, expires_at: OffsetDateTime) -> Result<()> {
         dispatch!(self.revoke_jti(jti, expires_at))

@@ -515,6 +515,15 @@ impl PgStore {
         Ok(())
     }
 
+    pub(crate) async fn retire_signing_key(&self, kid: &str) -> Result<()> {
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
+            .bind(crate::now())
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn revoke_jti(&self, jti: &str, expires_at: OffsetDateTime) -> Result<()> {
         sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING")
             .bind(jti)

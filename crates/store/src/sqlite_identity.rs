@@ -511,6 +511,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(crate) async fn retire_signing_key(&self, kid: &str) -> Result<()> {
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL")
+            .bind(crate::now())
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn revoke_jti(&self, jti: &str, expires_at: OffsetDateTime) -> Result<()> {
         sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
             .bind(jti)

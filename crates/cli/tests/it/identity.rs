@@ -312,6 +312,59 @@ backend_tests! {
         app.shutdown().await.ok();
     }
 
+    // claim 004.4
+    async fn idle_sessions_end(backend) {
+        let db = testkit::TestDb::new(backend).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let settings = engine::IdentitySettings {
+            sessions: engine::SessionPolicy { idle: std::time::Duration::from_secs(1), absolute: std::time::Duration::from_secs(3600) },
+            ..engine::IdentitySettings::default()
+        };
+        let engine = db.open_engine().await.unwrap_or_else(|e| panic!("{e:#}")).with_identity(settings);
+        let new = engine::NewUser {
+            email: domain::Email::parse("jane@example.com").unwrap_or_else(|e| panic!("{e}")),
+            display_name: domain::DisplayName::parse("Jane").unwrap_or_else(|e| panic!("{e}")),
+            is_operator: false,
+        };
+        engine.create_user(&new, Some(PW)).await.unwrap_or_else(|e| panic!("{e}"));
+        let (token, _, _) = engine.login("jane@example.com", PW, None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(engine.authenticate(token.reveal()).await.is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        assert!(matches!(engine.authenticate(token.reveal()).await, Err(engine::AuthError::Unauthenticated)), "idle too long");
+        engine.shutdown().await;
+    }
+
+    async fn init_creates_the_first_operator_with_a_single_use_setup_token(backend) {
+        use std::os::unix::fs::PermissionsExt;
+        let db = testkit::TestDb::new(backend).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let data_dir = db.data_dir();
+        let key_file = db.dir.path().join("unseal.key");
+        std::fs::write(&key_file, [9u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap_or_else(|e| panic!("{e}"));
+        let url = db.database_url.clone().unwrap_or_default();
+        let mut env = vec![("STRONGROOM_UNSEAL_KEY_FILE", key_file.to_str().unwrap_or(""))];
+        if backend == Backend::Postgres {
+            env.push(("STRONGROOM_DATABASE_URL", url.as_str()));
+        }
+        let (code, out, err) = crate::strongroom(&["init", "--operator-email", "boss@example.com", "--data-dir", data_dir.to_str().unwrap_or("")], &env);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("Operator: boss@example.com"), "{out}");
+        let token = out.split("\"token\":\"").nth(1).and_then(|t| t.split('"').next()).unwrap_or_else(|| panic!("no token in {out}")).to_owned();
+
+        let mut overrides = db.overrides();
+        overrides.dev = false;
+        overrides.unseal_key_file = Some(key_file.clone());
+        let config = server::config::Config::load(&overrides).unwrap_or_else(|e| panic!("{e}"));
+        let engine = server::open_engine(&config, false).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let setup = engine.complete_password_setup(&token, store::SetupPurpose::Initial, PW).await;
+        assert!(setup.is_ok(), "{setup:?}");
+        assert!(engine.complete_password_setup(&token, store::SetupPurpose::Initial, PW).await.is_err(), "single use");
+        let (_, _, user) = engine.login("boss@example.com", PW, None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(user.is_operator);
+        engine.shutdown().await;
+        let (code, out, _) = crate::strongroom(&["user", "list", "--data-dir", data_dir.to_str().unwrap_or("")], &env);
+        assert!(code == 0 && out.contains("boss@example.com\t") && out.contains("\toperator\t"), "{out}");
+    }
+
     // claim 003.9
     async fn a_setup_token_works_once(backend) {
         let app = spawn_app(backend).await;

@@ -182,6 +182,27 @@ backend_tests! {
         app.shutdown().await.ok();
     }
 
+    async fn signing_keys_rotate_and_old_tokens_keep_verifying(backend) {
+        let app = spawn_app(backend).await;
+        let s = setup(&app, "org:read").await;
+        let old = token(&app, &s.client_id, &s.secret, None).await.1["access_token"].as_str().unwrap_or("").to_owned();
+        let kid = app.engine().rotate_signing_key().await.unwrap_or_else(|e| panic!("{e}"));
+        let jwks: serde_json::Value = app.get("/.well-known/jwks.json").await.json().await.unwrap_or_default();
+        let kids: Vec<&str> = jwks["keys"].as_array().into_iter().flatten().filter_map(|k| k["kid"].as_str()).collect();
+        assert_eq!(kids.len(), 2, "{jwks}");
+        assert_eq!(kids[0], kid, "the new key is listed first");
+        let new = token(&app, &s.client_id, &s.secret, None).await.1["access_token"].as_str().unwrap_or("").to_owned();
+        let header = {
+            use base64::Engine as _;
+            let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(new.split('.').next().unwrap_or("")).unwrap_or_default();
+            serde_json::from_slice::<serde_json::Value>(&h).unwrap_or_default()
+        };
+        assert_eq!(header["kid"], kid.as_str(), "new tokens use the new key");
+        assert_eq!(bearer(&app, Method::GET, "/v1/orgs/alpha-care", &new).await, 200);
+        assert_eq!(bearer(&app, Method::GET, "/v1/orgs/alpha-care", &old).await, 200, "tokens signed before rotation still verify");
+        app.shutdown().await.ok();
+    }
+
     // claim 003.2
     async fn an_organisation_can_require_encrypted_tokens(backend) {
         let app = spawn_app(backend).await;
