@@ -97,6 +97,9 @@ pub struct TotpEnrolment {
     pub qr_svg: String,
 }
 
+/// How long an invitation lives.
+const INVITATION_TTL: Duration = Duration::from_secs(7 * 86_400);
+
 /// How long a password-reset token lives.
 const RESET_TTL: Duration = Duration::from_secs(30 * 60);
 
@@ -720,6 +723,94 @@ impl Engine {
         );
         self.mailer.send_later(user.email.to_string(), "Reset your Strongroom password", body);
         Ok(())
+    }
+
+    /// Invites an address to the organisation with a role: a single-use
+    /// token valid for 7 days goes to that address. Inviting an owner needs
+    /// the owner permission.
+    pub async fn invite(
+        &self,
+        auth: &Authorized,
+        email: &Email,
+        role: Role,
+    ) -> Result<store::InvitationRecord, EngineError> {
+        self.require(auth, Action::ManageMembers)?;
+        if role == Role::Owner && !auth.permits(Action::ManageOwners) {
+            return Err(EngineError::Denied(Denied::Forbidden));
+        }
+        if !self.mailer.is_configured() {
+            return Err(EngineError::MailNotConfigured);
+        }
+        let token = OpaqueToken::generate().map_err(AuthError::from)?;
+        let now = store::now();
+        let inv = store::InvitationRecord {
+            org_id: auth.org(),
+            id: uuid::Uuid::now_v7(),
+            email: email.clone(),
+            role,
+            created_at: now,
+            expires_at: now + to_time(INVITATION_TTL),
+            accepted_at: None,
+        };
+        self.store.create_invitation(&inv, &token.digest()).await?;
+        let org = self.store.get_org(auth.org()).await?.ok_or(EngineError::Denied(Denied::NotFound))?;
+        let body = format!(
+            "You are invited to join {} on Strongroom as {}.\n\n\
+             Accept within 7 days with this single-use token:\n\n    {}\n\n\
+             (POST /v1/invitations/accept with the token;\n\
+             new accounts add display_name and password.)\n",
+            org.name.as_str(),
+            role.as_str(),
+            token.reveal()
+        );
+        self.mailer.send_later(email.to_string(), "Your Strongroom invitation", body);
+        Ok(inv)
+    }
+
+    /// An organisation's pending invitations.
+    pub async fn invitations(&self, auth: &Authorized) -> Result<Vec<store::InvitationRecord>, EngineError> {
+        self.require(auth, Action::ListMembers)?;
+        Ok(self.store.pending_invitations(auth.org()).await?)
+    }
+
+    /// Accepts an invitation: its token proves control of the invited
+    /// address. An existing account with that address joins; otherwise an
+    /// account is made with the given name and password (policy-checked).
+    /// The token works once.
+    pub async fn accept_invitation(
+        &self,
+        token: &str,
+        new_account: Option<(DisplayName, &str)>,
+    ) -> Result<(UserId, OrgId, Role), EngineError> {
+        let digest = OpaqueToken::digest_of(token);
+        let inv = self.store.peek_invitation(&digest).await?.ok_or(AuthError::Unauthenticated)?;
+        let existing = self.store.user_by_email(&inv.email).await?;
+        let user = match (existing, new_account) {
+            (Some(user), _) => user,
+            (None, Some((name, password))) => {
+                let new = NewUser { email: inv.email.clone(), display_name: name, is_operator: false };
+                self.identity
+                    .settings
+                    .password_policy
+                    .check(password, &[new.email.as_str(), new.display_name.as_str()])
+                    .map_err(AuthError::from)?;
+                if !self.store.accept_invitation(&digest).await? {
+                    return Err(AuthError::Unauthenticated.into());
+                }
+                let user = self.create_user(&new, Some(password)).await?;
+                self.store.put_membership(inv.org_id, user.id, inv.role).await?;
+                return Ok((user.id, inv.org_id, inv.role));
+            }
+            (None, None) => return Err(EngineError::AccountDetailsNeeded),
+        };
+        if !self.store.accept_invitation(&digest).await? {
+            return Err(AuthError::Unauthenticated.into());
+        }
+        // Never lower an existing role by accepting an invitation.
+        if self.store.membership_role(inv.org_id, user.id).await?.is_none() {
+            self.store.put_membership(inv.org_id, user.id, inv.role).await?;
+        }
+        Ok((user.id, inv.org_id, inv.role))
     }
 
     /// Every account (operators' view).

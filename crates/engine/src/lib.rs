@@ -56,6 +56,10 @@ pub enum EngineError {
     Denied(#[from] Denied),
     #[error(transparent)]
     Mfa(#[from] identity::MfaError),
+    #[error("mail is not configured ([smtp]); add members with `strongroom member add` instead")]
+    MailNotConfigured,
+    #[error("no account has this address yet: give display_name and password to create one")]
+    AccountDetailsNeeded,
 }
 
 /// The application core shared by every interface.

@@ -154,3 +154,15 @@ impl std::fmt::Debug for SigningKeyRecord {
         f.debug_struct("SigningKeyRecord").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
+
+/// An invitation to join an organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub org_id: OrgId,
+    pub id: uuid::Uuid,
+    pub email: Email,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub accepted_at: Option<OffsetDateTime>,
+}

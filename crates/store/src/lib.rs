@@ -17,8 +17,8 @@ use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, Role, ServiceAccount
 use time::OffsetDateTime;
 
 pub use identity::{
-    MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord,
-    UserStatus,
+    InvitationRecord, MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord,
+    UserRecord, UserStatus,
 };
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use sqlite::connect_options as sqlite_connect_options;
@@ -403,6 +403,27 @@ impl Store {
 
     pub async fn set_org_encrypts_tokens(&self, org: OrgId, on: bool) -> Result<()> {
         dispatch!(self.set_org_encrypts_tokens(org, on))
+    }
+
+    /// Stores an invitation under the SHA-256 of its token.
+    pub async fn create_invitation(&self, inv: &InvitationRecord, token_hash: &[u8; 32]) -> Result<()> {
+        dispatch!(self.create_invitation(inv, token_hash))
+    }
+
+    /// An organisation's invitations not yet accepted nor expired.
+    pub async fn pending_invitations(&self, org: OrgId) -> Result<Vec<InvitationRecord>> {
+        dispatch!(self.pending_invitations(org))
+    }
+
+    /// The live invitation with this token, without using it up.
+    pub async fn peek_invitation(&self, token_hash: &[u8; 32]) -> Result<Option<InvitationRecord>> {
+        dispatch!(self.peek_invitation(token_hash))
+    }
+
+    /// Uses up an invitation, atomically; false if it was used or expired
+    /// meanwhile.
+    pub async fn accept_invitation(&self, token_hash: &[u8; 32]) -> Result<bool> {
+        dispatch!(self.accept_invitation(token_hash))
     }
 
     /// Waits for open connections to finish and closes them.

@@ -91,6 +91,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "service_accounts",
         sql: include_str!("../migrations/sqlite/0005_service_accounts.sql"),
     },
+    Migration { version: 6, name: "invitations", sql: include_str!("../migrations/sqlite/0006_invitations.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -104,6 +105,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "service_accounts",
         sql: include_str!("../migrations/postgres/0005_service_accounts.sql"),
     },
+    Migration { version: 6, name: "invitations", sql: include_str!("../migrations/postgres/0006_invitations.sql") },
 ];
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use crate::identity::{MemberRecord, SessionRecord, SetupPurpose, UserRecord, UserStatus, corrupt};
 use crate::sqlite::SqliteStore;
+use crate::{InvitationRecord, ServiceAccountRecord, SigningKeyRecord, TotpRecord};
 use crate::{Result, conflict_or};
-use crate::{ServiceAccountRecord, SigningKeyRecord, TotpRecord};
 
 impl SqliteStore {
     pub(crate) async fn create_user(&self, u: &UserRecord) -> Result<()> {
@@ -554,6 +554,63 @@ impl SqliteStore {
             .await?;
         Ok(())
     }
+
+    pub(crate) async fn create_invitation(&self, inv: &InvitationRecord, token_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO invitations (org_id, id, email, role, token_hash, created_at, expires_at, accepted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(inv.org_id.as_uuid())
+        .bind(inv.id)
+        .bind(inv.email.as_str())
+        .bind(inv.role.as_str())
+        .bind(&token_hash[..])
+        .bind(inv.created_at)
+        .bind(inv.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn pending_invitations(&self, org: OrgId) -> Result<Vec<InvitationRecord>> {
+        sqlx::query(
+            "SELECT org_id, id, email, role, created_at, expires_at, accepted_at FROM invitations
+             WHERE org_id = ? AND accepted_at IS NULL AND expires_at > ? ORDER BY created_at",
+        )
+        .bind(org.as_uuid())
+        .bind(crate::now())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(invitation_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn peek_invitation(&self, token_hash: &[u8; 32]) -> Result<Option<InvitationRecord>> {
+        sqlx::query(
+            "SELECT org_id, id, email, role, created_at, expires_at, accepted_at FROM invitations
+             WHERE token_hash = ? AND accepted_at IS NULL AND expires_at > ?",
+        )
+        .bind(&token_hash[..])
+        .bind(crate::now())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| invitation_from_row(&r))
+        .transpose()
+    }
+
+    pub(crate) async fn accept_invitation(&self, token_hash: &[u8; 32]) -> Result<bool> {
+        let now = crate::now();
+        let done = sqlx::query(
+            "UPDATE invitations SET accepted_at = ? WHERE token_hash = ? AND accepted_at IS NULL AND expires_at > ?",
+        )
+        .bind(now)
+        .bind(&token_hash[..])
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 const USER_COLUMNS_BY_ID: &str = "SELECT id, email, display_name, password_hash, is_operator, status, created_at, updated_at FROM users WHERE id = ?";
@@ -602,5 +659,19 @@ fn sa_from_row(r: &SqliteRow) -> Result<ServiceAccountRecord> {
             .ok_or(crate::StoreError::Corrupt { what: "service account", why: "unknown scope".into() })?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+fn invitation_from_row(r: &SqliteRow) -> Result<InvitationRecord> {
+    let email: String = r.try_get("email")?;
+    let role: String = r.try_get("role")?;
+    Ok(InvitationRecord {
+        org_id: OrgId::from_uuid(r.try_get("org_id")?),
+        id: r.try_get("id")?,
+        email: Email::parse(&email).map_err(corrupt("invitation"))?,
+        role: Role::parse(&role).map_err(corrupt("invitation"))?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        accepted_at: r.try_get("accepted_at")?,
     })
 }

@@ -214,6 +214,7 @@ backend_tests! {
                 "/v1/oauth/token",
                 "/v1/oauth/revoke",
                 "/.well-known/jwks.json",
+                "/v1/invitations/accept",
             ], "the public list changes only on purpose");
         for (method, route) in &routes {
             if public.contains(&route.as_str()) {

@@ -1,6 +1,7 @@
-//! Password reset by e-mail against a real SMTP sink (aiosmtpd, Maildir):
-//! the token goes only to the stored address, works once, expires, and the
-//! answer is the same for unknown addresses.
+//! What Strongroom sends by e-mail, against a real SMTP sink (aiosmtpd,
+//! Maildir): password resets (the token goes only to the stored address,
+//! works once, expires; the answer is the same for unknown addresses) and
+//! invitations (single use, to new or existing accounts).
 
 use std::time::Duration;
 
@@ -55,6 +56,55 @@ fn token_in(message: &str) -> String {
 }
 
 backend_tests! {
+    // claim 001.6
+    async fn invitations_go_by_mail_and_work_once(backend) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let app = app_with_mail(backend, &dir).await;
+        let org = app.create_org("alpha-care").await;
+        let admin = app.create_user("admin@example.com", PW, false).await;
+        app.add_member(org.id, admin.id, domain::Role::Admin).await;
+        let (admin, _, _) = app.login_with_mfa("admin@example.com", PW).await;
+
+        let newcomer = format!("new-{}@example.com", uuid::Uuid::new_v4().simple());
+        let res = admin.send(Method::POST, "/v1/orgs/alpha-care/invitations", Some(serde_json::json!({"email": newcomer, "role": "editor"}))).await;
+        assert_eq!(res.status(), 201);
+        let pending: serde_json::Value = admin.get("/v1/orgs/alpha-care/invitations").await.json().await.unwrap_or_default();
+        assert_eq!(pending["invitations"][0]["email"], newcomer.as_str());
+        let owner_invite = admin.send(Method::POST, "/v1/orgs/alpha-care/invitations", Some(serde_json::json!({"email": "x@example.com", "role": "owner"}))).await;
+        assert_eq!(owner_invite.status(), 403, "only owners invite owners");
+
+        let message = message_to(&newcomer, Duration::from_secs(15)).await.unwrap_or_else(|| panic!("no invitation for {newcomer}"));
+        assert!(message.contains("alpha-care") && message.contains("editor"), "{message}");
+        let token = token_in(&message);
+        let accept = |body: serde_json::Value| app.client.post(app.url("/v1/invitations/accept")).json(&body).send();
+        let bare = accept(serde_json::json!({"token": token})).await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(bare, 409, "a new address needs account details");
+        let weak = accept(serde_json::json!({"token": token, "display_name": "New Person", "password": "weak"})).await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(weak, 422, "a refused password keeps the invitation");
+        let ok = accept(serde_json::json!({"token": token, "display_name": "New Person", "password": PW})).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.status(), 200);
+        let body: serde_json::Value = ok.json().await.unwrap_or_default();
+        assert_eq!(body["role"], "editor");
+        let again = accept(serde_json::json!({"token": token, "display_name": "New Person", "password": PW})).await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(again, 400, "an invitation works once");
+        let new_client = app.login(&newcomer, PW).await;
+        let mine: serde_json::Value = new_client.get("/v1/orgs/alpha-care").await.json().await.unwrap_or_default();
+        assert_eq!(mine["role"], "editor");
+
+        // An existing account joins with the token alone.
+        let existing = format!("old-{}@example.com", uuid::Uuid::new_v4().simple());
+        app.create_user(&existing, PW, false).await;
+        admin.send(Method::POST, "/v1/orgs/alpha-care/invitations", Some(serde_json::json!({"email": existing, "role": "viewer"}))).await;
+        let message = message_to(&existing, Duration::from_secs(15)).await.unwrap_or_else(|| panic!("no invitation for {existing}"));
+        let joined = accept(serde_json::json!({"token": token_in(&message)})).await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(joined, 200);
+        let viewer = app.login(&existing, PW).await;
+        assert_eq!(viewer.get("/v1/orgs/alpha-care").await.status(), 200);
+        let by_viewer = viewer.send(Method::POST, "/v1/orgs/alpha-care/invitations", Some(serde_json::json!({"email": "y@example.com", "role": "viewer"}))).await;
+        assert_eq!(by_viewer.status(), 403);
+        app.shutdown().await.ok();
+    }
+
     // claim 001.13
     async fn a_reset_token_goes_to_the_stored_address_and_works_once(backend) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

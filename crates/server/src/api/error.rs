@@ -49,6 +49,9 @@ impl IntoResponse for ApiError {
             EngineError::Mfa(e @ (MfaError::AlreadyEnrolled | MfaError::NotEnrolled)) => {
                 Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
             }
+            e @ (EngineError::MailNotConfigured | EngineError::AccountDetailsNeeded) => {
+                Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
+            }
             EngineError::NoSuchUser => Problem::new(Kind::NotFound).with_detail("no such user").into_response(),
             EngineError::Denied(Denied::Forbidden) => {
                 Problem::new(Kind::Forbidden).with_detail("your role does not allow this").into_response()

@@ -29,6 +29,7 @@ pub const PUBLIC: &[&str] = &[
     "/v1/oauth/token",
     "/v1/oauth/revoke",
     "/.well-known/jwks.json",
+    "/v1/invitations/accept",
 ];
 
 /// Every route, public and protected.
@@ -43,7 +44,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/password-reset/complete", post(auth::complete_reset))
         .route("/v1/oauth/token", post(oauth::token))
         .route("/v1/oauth/revoke", post(oauth::revoke))
-        .route("/.well-known/jwks.json", get(oauth::jwks));
+        .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/v1/invitations/accept", post(orgs::accept_invitation));
     let protected = Router::new()
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/sessions", get(auth::list_sessions))
@@ -58,6 +60,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/orgs/{org}/settings", get(orgs::settings).put(orgs::set_settings))
         .route("/v1/orgs/{org}/service-accounts", get(oauth::list_accounts).post(oauth::create_account))
         .route("/v1/orgs/{org}/service-accounts/{id}", delete(oauth::revoke_account))
+        .route("/v1/orgs/{org}/invitations", get(orgs::invitations).post(orgs::invite))
         .route("/v1/orgs/{org}/members", get(orgs::members).post(orgs::add_member))
         .route("/v1/orgs/{org}/members/{user}", put(orgs::set_member_role).delete(orgs::remove_member))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));

@@ -216,3 +216,70 @@ pub async fn set_settings(
     let encrypted_tokens = state.engine.encrypted_tokens(&auth).await?;
     Ok(Json(serde_json::json!({ "require_mfa": require_mfa, "encrypted_tokens": encrypted_tokens })).into_response())
 }
+
+/// `GET /v1/orgs/{org}/invitations`: pending invitations.
+pub async fn invitations(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ListMembers).await?;
+    let list: Vec<_> = state
+        .engine
+        .invitations(&auth)
+        .await?
+        .iter()
+        .map(|i| serde_json::json!({ "id": i.id, "email": i.email, "role": i.role, "expires_at": i.expires_at.unix_timestamp() }))
+        .collect();
+    Ok(Json(serde_json::json!({ "invitations": list })).into_response())
+}
+
+/// `POST /v1/orgs/{org}/invitations`: mails a single-use invitation.
+pub async fn invite(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+    body: RawJson,
+) -> Result<Response, ApiError> {
+    let auth = authorize(&state, &p, &org, Action::ManageMembers).await?;
+    let body: AddMember = match body.parse() {
+        Ok(b) => b,
+        Err(problem) => return Ok(problem.into_response()),
+    };
+    let inv = state.engine.invite(&auth, &body.email, body.role).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": inv.id, "email": inv.email, "role": inv.role, "expires_at": inv.expires_at.unix_timestamp() })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acceptance {
+    token: zeroize::Zeroizing<String>,
+    display_name: Option<domain::DisplayName>,
+    password: Option<zeroize::Zeroizing<String>>,
+}
+
+/// `POST /v1/invitations/accept`: public; the token is the credential.
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Acceptance>,
+) -> Result<Response, ApiError> {
+    let new_account = match (body.display_name, &body.password) {
+        (Some(name), Some(pw)) => Some((name, pw.as_str())),
+        _ => None,
+    };
+    match state.engine.accept_invitation(&body.token, new_account).await {
+        Ok((user, org, role)) => {
+            Ok(Json(serde_json::json!({ "user_id": user, "org_id": org, "role": role })).into_response())
+        }
+        Err(EngineError::Auth(engine::AuthError::Unauthenticated)) => {
+            Ok(crate::problem::Problem::new(crate::problem::Kind::InvalidToken)
+                .with_detail("the invitation is unknown, used or expired")
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
