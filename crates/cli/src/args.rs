@@ -60,6 +60,30 @@ pub enum OrgCommand {
     },
     /// List organisations.
     List(ConfigArgs),
+    /// Rename an organisation.
+    Rename {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Suspend an organisation: its members and applications are refused
+    /// until it is resumed; nothing is deleted.
+    Suspend {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Resume a suspended organisation.
+    Resume {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

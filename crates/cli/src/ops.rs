@@ -94,6 +94,9 @@ pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        OrgCommand::Rename { org, name, config } => org_update(&org, Some(&name), None, &config),
+        OrgCommand::Suspend { org, config } => org_update(&org, None, Some(domain::OrgStatus::Suspended), &config),
+        OrgCommand::Resume { org, config } => org_update(&org, None, Some(domain::OrgStatus::Active), &config),
         OrgCommand::List(config) => {
             let config = load_config(&config)?;
             block_on(async {
@@ -106,6 +109,26 @@ pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn org_update(
+    org: &str,
+    name: Option<&str>,
+    status: Option<domain::OrgStatus>,
+    config: &ConfigArgs,
+) -> anyhow::Result<()> {
+    let slug = slug(org)?;
+    let name = name.map(OrgName::parse).transpose().map_err(|e| anyhow::anyhow!("--name: the name {e}"))?;
+    let config = load_config(config)?;
+    block_on(async {
+        let engine = server::open_engine(&config, false).await?;
+        let org = engine.org_by_slug(&slug).await?;
+        let auth = engine.authorize_local_admin(PlatformAction::ManageOrgs);
+        let updated = engine.update_org(&auth, org.id, name.as_ref(), status).await?;
+        println!("{}\t{}\t{}", updated.slug, updated.status.as_str(), updated.name.as_str());
+        engine.shutdown().await;
+        Ok(())
+    })
 }
 
 pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {

@@ -56,6 +56,8 @@ impl Action {
 pub enum PlatformAction {
     CreateOrg,
     ListOrgs,
+    /// Rename, suspend or resume an organisation.
+    ManageOrgs,
     ManageUsers,
 }
 

@@ -73,6 +73,9 @@ pub enum Denied {
     /// The action needs a session that passed two-factor authentication.
     #[error("this needs two-factor authentication")]
     MfaRequired,
+    /// The organisation is suspended by the platform.
+    #[error("this organisation is suspended")]
+    Suspended,
     #[error("store error")]
     Store,
 }
@@ -402,9 +405,13 @@ impl Engine {
     /// members and get nothing (support sessions will grant them access).
     /// Deny by default: anything else is refused.
     pub async fn authorize(&self, principal: &Principal, org: OrgId, action: Action) -> Result<Authorized, Denied> {
+        let suspended = |o: Option<domain::Organisation>| o.is_some_and(|o| o.status == domain::OrgStatus::Suspended);
         if let Some(sa) = &principal.service_account {
             if sa.org != org {
                 return Err(Denied::NotFound);
+            }
+            if suspended(self.store.get_org(org).await.map_err(|_| Denied::Store)?) {
+                return Err(Denied::Suspended);
             }
             if !sa.scopes.iter().any(|s| s.permits(action)) {
                 return Err(Denied::Forbidden);
@@ -422,6 +429,9 @@ impl Engine {
             Some(role) if role_permits(role, action) => role,
             Some(_) => return Err(Denied::Forbidden),
         };
+        if suspended(self.store.get_org(org).await.map_err(|_| Denied::Store)?) {
+            return Err(Denied::Suspended);
+        }
         // Owners and admins need a second factor, and so does everyone where
         // the organisation says so.
         let needs_mfa = matches!(role, Role::Owner | Role::Admin)
@@ -458,6 +468,19 @@ impl Engine {
             service_account: None,
         };
         AuthorizedPlatform { principal, action }
+    }
+
+    /// Renames, suspends or resumes an organisation (operators and the
+    /// command line). A suspended organisation refuses its members and
+    /// service accounts until resumed; nothing is deleted.
+    pub async fn update_org(
+        &self,
+        _auth: &AuthorizedPlatform,
+        org: OrgId,
+        name: Option<&domain::OrgName>,
+        status: Option<domain::OrgStatus>,
+    ) -> Result<domain::Organisation, EngineError> {
+        self.store.update_org(org, name, status).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))
     }
 
     /// Removes a member on behalf of the platform (the command line).

@@ -43,6 +43,8 @@ pub enum Kind {
     MfaRequired,
     /// A two-factor code that is wrong, expired or already used.
     InvalidCode,
+    /// The organisation is suspended.
+    OrgSuspended,
     /// The change conflicts with what exists (a taken slug, the last owner).
     Conflict,
     Internal,
@@ -73,6 +75,7 @@ impl Kind {
             Self::InvalidToken => (S::BAD_REQUEST, "invalid-token", "Invalid or expired token"),
             Self::MfaRequired => (S::FORBIDDEN, "mfa-required", "Two-factor authentication required"),
             Self::InvalidCode => (S::BAD_REQUEST, "invalid-code", "Invalid code"),
+            Self::OrgSuspended => (S::FORBIDDEN, "org-suspended", "Organisation suspended"),
             Self::Conflict => (S::CONFLICT, "conflict", "Conflict"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Self::Other(status) => (

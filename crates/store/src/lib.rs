@@ -426,6 +426,16 @@ impl Store {
         dispatch!(self.accept_invitation(token_hash))
     }
 
+    /// Renames an organisation and/or changes its status; the updated row.
+    pub async fn update_org(
+        &self,
+        id: OrgId,
+        name: Option<&domain::OrgName>,
+        status: Option<domain::OrgStatus>,
+    ) -> Result<Option<Organisation>> {
+        dispatch!(self.update_org(id, name, status))
+    }
+
     /// Waits for open connections to finish and closes them.
     pub async fn close(&self) {
         dispatch!(self.close())

@@ -615,6 +615,25 @@ impl PgStore {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    pub(crate) async fn update_org(
+        &self,
+        id: OrgId,
+        name: Option<&domain::OrgName>,
+        status: Option<domain::OrgStatus>,
+    ) -> Result<Option<domain::Organisation>> {
+        sqlx::query(
+            "UPDATE organisations SET name = COALESCE($1, name), status = COALESCE($2, status), updated_at = $3
+             WHERE id = $4",
+        )
+        .bind(name.map(|n| n.as_str().to_owned()))
+        .bind(status.map(|s| s.as_str()))
+        .bind(crate::now())
+        .bind(id.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        self.get_org(id).await
+    }
 }
 
 const USER_COLUMNS_BY_ID: &str = "SELECT id, email, display_name, password_hash, is_operator, status, created_at, updated_at FROM users WHERE id = $1";

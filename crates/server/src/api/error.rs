@@ -43,6 +43,9 @@ impl IntoResponse for ApiError {
             EngineError::Denied(Denied::MfaRequired) => Problem::new(Kind::MfaRequired)
                 .with_detail("this needs two-factor authentication: enrol with POST /v1/auth/mfa/totp, or verify with POST /v1/auth/mfa/verify")
                 .into_response(),
+            EngineError::Denied(Denied::Suspended) => Problem::new(Kind::OrgSuspended)
+                .with_detail("this organisation is suspended by the platform operator")
+                .into_response(),
             EngineError::Mfa(MfaError::InvalidCode) => {
                 Problem::new(Kind::InvalidCode).with_detail("the code is wrong, expired or already used").into_response()
             }

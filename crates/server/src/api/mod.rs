@@ -56,7 +56,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/auth/mfa/verify", post(auth::verify_mfa))
         .route("/v1/me", get(auth::me))
         .route("/v1/orgs", get(orgs::list).post(orgs::create))
-        .route("/v1/orgs/{org}", get(orgs::show))
+        .route("/v1/orgs/{org}", get(orgs::show).patch(orgs::update))
         .route("/v1/orgs/{org}/settings", get(orgs::settings).put(orgs::set_settings))
         .route("/v1/orgs/{org}/service-accounts", get(oauth::list_accounts).post(oauth::create_account))
         .route("/v1/orgs/{org}/service-accounts/{id}", delete(oauth::revoke_account))

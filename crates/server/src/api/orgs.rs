@@ -283,3 +283,34 @@ pub async fn accept_invitation(
         Err(e) => Err(e.into()),
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgChange {
+    name: Option<OrgName>,
+    status: Option<domain::OrgStatus>,
+}
+
+/// `PATCH /v1/orgs/{org}`: operators rename, suspend or resume an
+/// organisation.
+pub async fn update(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(org): Path<String>,
+    body: RawJson,
+) -> Result<Response, ApiError> {
+    let auth = state.engine.authorize_platform(&p, PlatformAction::ManageOrgs).map_err(EngineError::Denied)?;
+    let id = match org.parse::<OrgId>() {
+        Ok(id) => id,
+        Err(_) => {
+            let slug = OrgSlug::parse(&org).map_err(|_| EngineError::Denied(Denied::NotFound))?;
+            state.engine.org_by_slug(&slug).await?.id
+        }
+    };
+    let body: OrgChange = match body.parse() {
+        Ok(b) => b,
+        Err(problem) => return Ok(problem.into_response()),
+    };
+    let updated = state.engine.update_org(&auth, id, body.name.as_ref(), body.status).await?;
+    Ok(Json(org_json(&updated)).into_response())
+}
