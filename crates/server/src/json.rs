@@ -21,29 +21,7 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
-        if !is_json {
-            return Err(Problem::new(Kind::UnsupportedMediaType)
-                .with_detail("the request body must be JSON (Content-Type: application/json)"));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(Kind::PayloadTooLarge)
-                    .with_detail("the request body exceeds the configured limit (http.max_body_bytes)")
-            } else {
-                Problem::new(Kind::MalformedJson).with_detail("the request body could not be read")
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(describe)
+        RawJson::from_request(req, state).await?.parse().map(ApiJson)
     }
 }
 

@@ -22,7 +22,7 @@ use crate::json::ApiJson;
 /// Refuses service accounts on routes about a person's own account.
 fn person(p: &Principal) -> Result<(), ApiError> {
     if p.service_account.is_some() {
-        Err(ApiError(engine::EngineError::Denied(engine::Denied::Forbidden)))
+        Err(ApiError::Engine(engine::EngineError::Denied(engine::Denied::Forbidden)))
     } else {
         Ok(())
     }

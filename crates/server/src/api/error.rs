@@ -7,19 +7,33 @@ use http::{HeaderValue, header};
 
 use crate::problem::{Kind, Problem};
 
-/// An API error: an engine error rendered as a problem.
+/// An API error: an engine error rendered as a problem, or a problem the
+/// HTTP layer found itself (such as a body that does not parse).
 #[derive(Debug)]
-pub struct ApiError(pub EngineError);
+pub enum ApiError {
+    Engine(EngineError),
+    Problem(Problem),
+}
 
 impl<E: Into<EngineError>> From<E> for ApiError {
     fn from(e: E) -> Self {
-        Self(e.into())
+        Self::Engine(e.into())
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self::Problem(p)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match self.0 {
+        let e = match self {
+            Self::Problem(p) => return p.into_response(),
+            Self::Engine(e) => e,
+        };
+        match e {
             EngineError::Auth(AuthError::Throttled { retry_after }) => {
                 let secs = retry_after.as_secs().max(1);
                 let mut res = Problem::new(Kind::TooManyAttempts)

@@ -86,7 +86,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form)
         Err(TokenError::InvalidScope) => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "a requested scope is not granted to this client")
         }
-        Err(TokenError::Engine(e)) => ApiError(e).into_response(),
+        Err(TokenError::Engine(e)) => ApiError::Engine(e).into_response(),
         Err(_) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the token could not be issued"),
     }
 }
@@ -104,7 +104,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, Form(form
         Err(TokenError::InvalidClient) => {
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")
         }
-        Err(TokenError::Engine(e)) => ApiError(e).into_response(),
+        Err(TokenError::Engine(e)) => ApiError::Engine(e).into_response(),
         Err(_) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the token could not be revoked"),
     }
 }
@@ -152,10 +152,7 @@ pub async fn create_account(
     body: RawJson,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ManageServiceAccounts).await?;
-    let body: NewAccount = match body.parse() {
-        Ok(b) => b,
-        Err(problem) => return Ok(problem.into_response()),
-    };
+    let body: NewAccount = body.parse()?;
     let name = body.name.trim();
     let scopes = Scope::parse_list(&body.scope).filter(|s| !s.is_empty());
     let (Some(scopes), false) = (scopes, name.is_empty() || name.chars().count() > 100) else {
@@ -176,10 +173,10 @@ pub async fn revoke_account(
     Path((org, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ManageServiceAccounts).await?;
-    let id: ServiceAccountId = id.parse().map_err(|_| ApiError(EngineError::NoSuchUser))?;
+    let id: ServiceAccountId = id.parse().map_err(|_| ApiError::Engine(EngineError::NoSuchUser))?;
     if state.engine.revoke_service_account(&auth, id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError(EngineError::NoSuchUser))
+        Err(ApiError::Engine(EngineError::NoSuchUser))
     }
 }

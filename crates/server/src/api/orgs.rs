@@ -16,21 +16,25 @@ use super::error::ApiError;
 use crate::AppState;
 use crate::json::{ApiJson, RawJson};
 
-/// Finds the organisation named by a path segment (id or slug) and
-/// authorises the action on it.
+/// The organisation a path segment names, by id or slug; an unknown one
+/// looks like one the caller may not see.
+async fn resolve(state: &AppState, org: &str) -> Result<OrgId, ApiError> {
+    if let Ok(id) = org.parse::<OrgId>() {
+        return Ok(id);
+    }
+    let slug = OrgSlug::parse(org).map_err(|_| EngineError::Denied(Denied::NotFound))?;
+    Ok(state.engine.org_by_slug(&slug).await.map_err(|_| EngineError::Denied(Denied::NotFound))?.id)
+}
+
+/// Finds the organisation named by a path segment and authorises the
+/// action on it.
 pub(super) async fn authorize(
     state: &AppState,
     p: &Principal,
     org: &str,
     action: Action,
 ) -> Result<Authorized, ApiError> {
-    let id = match org.parse::<OrgId>() {
-        Ok(id) => id,
-        Err(_) => {
-            let slug = OrgSlug::parse(org).map_err(|_| EngineError::Denied(Denied::NotFound))?;
-            state.engine.org_by_slug(&slug).await.map_err(|_| EngineError::Denied(Denied::NotFound))?.id
-        }
-    };
+    let id = resolve(state, org).await?;
     Ok(state.engine.authorize(p, id, action).await.map_err(EngineError::Denied)?)
 }
 
@@ -121,10 +125,7 @@ pub async fn add_member(
     body: RawJson,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ManageMembers).await?;
-    let body: AddMember = match body.parse() {
-        Ok(b) => b,
-        Err(problem) => return Ok(problem.into_response()),
-    };
+    let body: AddMember = body.parse()?;
     let user = state.engine.user_by_email(&body.email).await?.ok_or(EngineError::NoSuchUser)?;
     state.engine.put_member(&auth, user.id, body.role).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "user_id": user.id, "role": body.role }))).into_response())
@@ -137,7 +138,7 @@ pub struct SetRole {
 }
 
 fn user_id(s: &str) -> Result<UserId, ApiError> {
-    s.parse::<UserId>().map_err(|_| ApiError(EngineError::NoSuchUser))
+    s.parse::<UserId>().map_err(|_| ApiError::Engine(EngineError::NoSuchUser))
 }
 
 /// `PUT /v1/orgs/{org}/members/{user}`: changes a member's role.
@@ -148,13 +149,10 @@ pub async fn set_member_role(
     body: RawJson,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ManageMembers).await?;
-    let body: SetRole = match body.parse() {
-        Ok(b) => b,
-        Err(problem) => return Ok(problem.into_response()),
-    };
+    let body: SetRole = body.parse()?;
     let user = user_id(&user)?;
     if state.engine.memberships_of(user).await?.iter().all(|(o, _)| *o != auth.org()) {
-        return Err(ApiError(EngineError::NoSuchUser));
+        return Err(ApiError::Engine(EngineError::NoSuchUser));
     }
     state.engine.put_member(&auth, user, body.role).await?;
     Ok(Json(serde_json::json!({ "user_id": user, "role": body.role })).into_response())
@@ -170,7 +168,7 @@ pub async fn remove_member(
     if state.engine.remove_member(&auth, user_id(&user)?).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError(EngineError::NoSuchUser))
+        Err(ApiError::Engine(EngineError::NoSuchUser))
     }
 }
 
@@ -202,10 +200,7 @@ pub async fn set_settings(
     body: RawJson,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ManageSettings).await?;
-    let body: Settings = match body.parse() {
-        Ok(b) => b,
-        Err(problem) => return Ok(problem.into_response()),
-    };
+    let body: Settings = body.parse()?;
     if let Some(on) = body.require_mfa {
         state.engine.set_require_mfa(&auth, on).await?;
     }
@@ -242,10 +237,7 @@ pub async fn invite(
     body: RawJson,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ManageMembers).await?;
-    let body: AddMember = match body.parse() {
-        Ok(b) => b,
-        Err(problem) => return Ok(problem.into_response()),
-    };
+    let body: AddMember = body.parse()?;
     let inv = state.engine.invite(&auth, &body.email, body.role).await?;
     Ok((
         StatusCode::CREATED,
@@ -300,17 +292,8 @@ pub async fn update(
     body: RawJson,
 ) -> Result<Response, ApiError> {
     let auth = state.engine.authorize_platform(&p, PlatformAction::ManageOrgs).map_err(EngineError::Denied)?;
-    let id = match org.parse::<OrgId>() {
-        Ok(id) => id,
-        Err(_) => {
-            let slug = OrgSlug::parse(&org).map_err(|_| EngineError::Denied(Denied::NotFound))?;
-            state.engine.org_by_slug(&slug).await?.id
-        }
-    };
-    let body: OrgChange = match body.parse() {
-        Ok(b) => b,
-        Err(problem) => return Ok(problem.into_response()),
-    };
+    let id = resolve(&state, &org).await?;
+    let body: OrgChange = body.parse()?;
     let updated = state.engine.update_org(&auth, id, body.name.as_ref(), body.status).await?;
     Ok(Json(org_json(&updated)).into_response())
 }
