@@ -333,6 +333,48 @@ async fn the_sqlite_file_is_not_a_database_without_its_key() {
     assert_eq!(n, 1);
 }
 
+// claim 000.1 000.5
+#[tokio::test]
+async fn seeded_personal_values_are_nowhere_in_the_data_directory() {
+    let app = testkit::spawn_app(Backend::Sqlite).await;
+    let org = app.create_org("zanzibar-recruiting").await;
+    let people = [
+        ("Quentin Zabriskie-Oduya", "quentin.zabriskie@example.org"),
+        ("Marguerite Vantongeren", "m.vantongeren@example.net"),
+    ];
+    for (name, email) in people {
+        let new = engine::NewUser {
+            email: domain::Email::parse(email).unwrap_or_else(|e| panic!("{e}")),
+            display_name: domain::DisplayName::parse(name).unwrap_or_else(|e| panic!("{e}")),
+            is_operator: false,
+        };
+        let user = app
+            .engine()
+            .create_user(&new, Some("correct horse battery staple"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        app.add_member(org.id, user.id, domain::Role::Viewer).await;
+        let _ = app.login(email, "correct horse battery staple").await;
+    }
+    // Searched while running: the write-ahead log is page-encrypted too.
+    let files = all_bytes(&app.db.data_dir());
+    assert!(files.iter().any(|(n, _)| n.ends_with("strongroom.db")), "the database is among the files searched");
+    for (file, bytes) in &files {
+        for (name, email) in people {
+            for needle in [
+                name.as_bytes(),
+                email.as_bytes(),
+                b"zanzibar-recruiting",
+                b"Zabriskie",
+                b"correct horse battery staple",
+            ] {
+                assert!(!contains(bytes, needle), "{file} holds {:?}", String::from_utf8_lossy(needle));
+            }
+        }
+    }
+    app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 #[tokio::test]
 async fn serve_on_a_data_directory_that_was_never_initialised_says_how_to_start() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
