@@ -294,6 +294,7 @@ impl Keys {
     pub async fn rewrap_all(&self) -> Result<usize, KeyError> {
         let current = self.kms.info().key_id;
         self.rewrap_platform_key(&current).await?;
+        self.rewrap_signing_keys(&current).await?;
         let mut done = 0;
         for record in self.store.all_org_keys().await? {
             if record.state == KeyState::Destroyed || record.kms_key_id == current {
@@ -362,6 +363,21 @@ impl Keys {
     pub async fn org_independent_platform_key(&self, version: u32) -> Result<Arc<Key256>, KeyError> {
         let (current, key) = self.platform_key().await?;
         if current == version { Ok(key) } else { Err(KeyError::NoKey) }
+    }
+
+    /// Re-wraps token-signing seeds not yet under the current root key.
+    async fn rewrap_signing_keys(&self, current: &str) -> Result<(), KeyError> {
+        for record in self.store.live_signing_keys().await? {
+            if record.kms_key_id == current {
+                continue;
+            }
+            let ctx = KeyContext { purpose: crypto::KeyPurpose::TokenSigning, scope: record.kid.clone(), version: 1 };
+            let seed =
+                self.kms.unwrap(&WrappedKey(record.seed_wrapped), &ctx).await.map_err(|e| self.failed(None, e))?;
+            let wrapped = self.kms.wrap(&seed, &ctx).await.map_err(|e| self.failed(None, e))?;
+            self.store.rewrap_signing_key(&record.kid, &wrapped.0, current).await?;
+        }
+        Ok(())
     }
 
     async fn rewrap_platform_key(&self, current: &str) -> Result<usize, KeyError> {

@@ -382,6 +382,11 @@ impl Store {
         dispatch!(self.insert_signing_key(key))
     }
 
+    /// Replaces a signing key's wrapped seed (root rotation).
+    pub async fn rewrap_signing_key(&self, kid: &str, seed_wrapped: &[u8], kms_key_id: &str) -> Result<()> {
+        dispatch!(self.rewrap_signing_key(kid, seed_wrapped, kms_key_id))
+    }
+
     /// Stops using a signing key, even for verification.
     pub async fn retire_signing_key(&self, kid: &str) -> Result<()> {
         dispatch!(self.retire_signing_key(kid))

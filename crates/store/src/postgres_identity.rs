@@ -515,6 +515,16 @@ impl PgStore {
         Ok(())
     }
 
+    pub(crate) async fn rewrap_signing_key(&self, kid: &str, seed_wrapped: &[u8], kms_key_id: &str) -> Result<()> {
+        sqlx::query("UPDATE signing_keys SET seed_wrapped = $1, kms_key_id = $2 WHERE kid = $3")
+            .bind(seed_wrapped)
+            .bind(kms_key_id)
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn retire_signing_key(&self, kid: &str) -> Result<()> {
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
             .bind(crate::now())

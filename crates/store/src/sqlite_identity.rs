@@ -511,6 +511,16 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(crate) async fn rewrap_signing_key(&self, kid: &str, seed_wrapped: &[u8], kms_key_id: &str) -> Result<()> {
+        sqlx::query("UPDATE signing_keys SET seed_wrapped = ?, kms_key_id = ? WHERE kid = ?")
+            .bind(seed_wrapped)
+            .bind(kms_key_id)
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn retire_signing_key(&self, kid: &str) -> Result<()> {
         sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL")
             .bind(crate::now())

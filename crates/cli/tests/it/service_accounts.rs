@@ -200,6 +200,13 @@ backend_tests! {
         assert_eq!(header["kid"], kid.as_str(), "new tokens use the new key");
         assert_eq!(bearer(&app, Method::GET, "/v1/orgs/alpha-care", &new).await, 200);
         assert_eq!(bearer(&app, Method::GET, "/v1/orgs/alpha-care", &old).await, 200, "tokens signed before rotation still verify");
+
+        // A root rotation re-wraps the signing seeds; tokens keep working.
+        app.engine().keys().rotate_root().await.unwrap_or_else(|e| panic!("{e}"));
+        let status = app.engine().keys().status().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.pending_root_rewrap, 0);
+        let after = token(&app, &s.client_id, &s.secret, None).await.1["access_token"].as_str().unwrap_or("").to_owned();
+        assert_eq!(bearer(&app, Method::GET, "/v1/orgs/alpha-care", &after).await, 200);
         app.shutdown().await.ok();
     }
 
