@@ -85,6 +85,8 @@ backend_tests! {
         assert_eq!(bearer(&app, Method::GET, "/v1/orgs/beta-learn", &access).await, 404, "another organisation");
         assert_eq!(bearer(&app, Method::GET, "/v1/me", &access).await, 403, "not a person");
         assert_eq!(bearer(&app, Method::GET, "/v1/orgs", &access).await, 200);
+        let lower = app.client.get(app.url("/v1/orgs/alpha-care")).header("authorization", format!("bearer {access}")).send().await;
+        assert_eq!(lower.map(|r| r.status().as_u16()).unwrap_or(0), 200, "the scheme is case-insensitive");
 
         let (status, narrow) = token(&app, &s.client_id, &s.secret, Some("org:read")).await;
         assert_eq!(status, 200);

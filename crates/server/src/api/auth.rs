@@ -62,8 +62,9 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Zeroizing::new(t.trim().to_owned()));
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .map(|(_, t)| Zeroizing::new(t.trim().to_owned()));
     let authenticated = match (bearer, session_secret(req.headers())) {
         (Some(token), _) => state.engine.authenticate_bearer(&token).await,
         (None, Some(secret)) => state.engine.authenticate(&secret).await,
