@@ -60,15 +60,19 @@ backend_tests! {
         let (_, secret, recovery) = app.login_with_mfa("owner@example.com", PW).await;
         assert_eq!(recovery.len(), 10);
 
-        // A new session: the code just used at enrolment is refused...
-        let again = app.login("owner@example.com", PW).await;
-        let used = secret.code_at(unix_now());
-        let res = again.send(Method::POST, "/v1/auth/mfa/verify", Some(serde_json::json!({"code": used}))).await;
-        assert_eq!(problem(res).await, (400, "invalid-code".into()), "replay refused");
-        // ...the next step's code is accepted (one step of skew).
+        // The next step's code (within the one step of skew) passes once...
         let next = secret.code_at(unix_now() + 30);
+        let again = app.login("owner@example.com", PW).await;
         assert_eq!(again.send(Method::POST, "/v1/auth/mfa/verify", Some(serde_json::json!({"code": next}))).await.status(), 204);
         assert_eq!(again.get("/v1/orgs/alpha-care/members").await.status(), 200);
+        // ...and never again, not even on another session.
+        let replay = app.login("owner@example.com", PW).await;
+        let res = replay.send(Method::POST, "/v1/auth/mfa/verify", Some(serde_json::json!({"code": next}))).await;
+        assert_eq!(problem(res).await, (400, "invalid-code".into()), "replay refused");
+        // An older step than the last accepted one is refused too.
+        let older = secret.code_at(unix_now().saturating_sub(30));
+        let res = replay.send(Method::POST, "/v1/auth/mfa/verify", Some(serde_json::json!({"code": older}))).await;
+        assert_eq!(problem(res).await.0, 400);
 
         let third = app.login("owner@example.com", PW).await;
         let code = recovery[0].to_uppercase();

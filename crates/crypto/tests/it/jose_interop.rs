@@ -83,7 +83,10 @@ fn jws_made_by_jwcrypto_is_verified_by_strongroom() -> TestResult {
     check_claims(&verified, "strongroom", "api", 1_700_000_000, 0)?;
     // Signed by another key under the same kid: refused.
     let (_, other_jwk) = ed25519_pair()?;
-    let forged = peer(&["make-jws", "--jwk", &other_jwk, "--claims", "{}", "--kid", key.kid()])?;
+    // `--kid=` form: a base64url thumbprint may start with '-', which
+    // argparse would take for an option.
+    let kid_arg = format!("--kid={}", key.kid());
+    let forged = peer(&["make-jws", "--jwk", &other_jwk, "--claims", "{}", &kid_arg])?;
     assert!(verify_jws(&forged, &[key.verifying_entry()]).is_err());
     Ok(())
 }
@@ -93,7 +96,8 @@ fn jws_made_by_strongroom_is_verified_by_jwcrypto() -> TestResult {
     let (key, _) = ed25519_pair()?;
     let token = key.sign(&claims())?;
     let public = key.public_jwk().to_string();
-    let printed = peer(&["verify-jws", "--jwk", &public, "--token", &token, "--expect-kid", key.kid()])?;
+    let expect_arg = format!("--expect-kid={}", key.kid());
+    let printed = peer(&["verify-jws", "--jwk", &public, "--token", &token, &expect_arg])?;
     assert_eq!(serde_json::from_str::<Value>(&printed)?, claims());
     // The peer is not a rubber stamp: another key fails there.
     let (other, _) = ed25519_pair()?;
