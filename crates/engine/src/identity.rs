@@ -405,12 +405,12 @@ impl Engine {
     /// members and get nothing (support sessions will grant them access).
     /// Deny by default: anything else is refused.
     pub async fn authorize(&self, principal: &Principal, org: OrgId, action: Action) -> Result<Authorized, Denied> {
-        let suspended = |o: Option<domain::Organisation>| o.is_some_and(|o| o.status == domain::OrgStatus::Suspended);
         if let Some(sa) = &principal.service_account {
             if sa.org != org {
                 return Err(Denied::NotFound);
             }
-            if suspended(self.store.get_org(org).await.map_err(|_| Denied::Store)?) {
+            let (status, _) = self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
+            if status == domain::OrgStatus::Suspended {
                 return Err(Denied::Suspended);
             }
             if !sa.scopes.iter().any(|s| s.permits(action)) {
@@ -429,13 +429,14 @@ impl Engine {
             Some(role) if role_permits(role, action) => role,
             Some(_) => return Err(Denied::Forbidden),
         };
-        if suspended(self.store.get_org(org).await.map_err(|_| Denied::Store)?) {
+        let (status, org_requires_mfa) =
+            self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
+        if status == domain::OrgStatus::Suspended {
             return Err(Denied::Suspended);
         }
         // Owners and admins need a second factor, and so does everyone where
         // the organisation says so.
-        let needs_mfa = matches!(role, Role::Owner | Role::Admin)
-            || self.store.org_requires_mfa(org).await.map_err(|_| Denied::Store)?;
+        let needs_mfa = matches!(role, Role::Owner | Role::Admin) || org_requires_mfa;
         if needs_mfa && !principal.mfa_passed {
             return Err(Denied::MfaRequired);
         }
@@ -617,7 +618,7 @@ impl Engine {
 
     async fn totp_secret(&self, user: UserId) -> Result<(store::TotpRecord, crypto::TotpSecret), EngineError> {
         let record = self.store.totp(user).await?.ok_or(MfaError::NotEnrolled)?;
-        let key = self.keys.org_independent_platform_key(record.key_version).await?;
+        let key = self.keys.platform_key_version(record.key_version).await?;
         let seed = crypto::open(&key, &totp_aad(user, record.key_version), &record.seed).map_err(AuthError::from)?;
         Ok((record, crypto::TotpSecret::from_bytes(seed)))
     }
@@ -906,7 +907,9 @@ impl Engine {
         Ok(())
     }
 
-    fn require(&self, auth: &Authorized, action: Action) -> Result<(), EngineError> {
+    /// Checks that an authorisation also covers `action` (a use case that
+    /// does more than the action it was authorised for).
+    pub(crate) fn require(&self, auth: &Authorized, action: Action) -> Result<(), EngineError> {
         if auth.action() == action || auth.permits(action) {
             Ok(())
         } else {

@@ -360,7 +360,7 @@ impl Keys {
     }
 
     /// A platform-secrets key by version (every version so far is 1).
-    pub async fn org_independent_platform_key(&self, version: u32) -> Result<Arc<Key256>, KeyError> {
+    pub async fn platform_key_version(&self, version: u32) -> Result<Arc<Key256>, KeyError> {
         let (current, key) = self.platform_key().await?;
         if current == version { Ok(key) } else { Err(KeyError::NoKey) }
     }

@@ -346,6 +346,13 @@ impl Store {
         dispatch!(self.set_session_mfa(id))
     }
 
+    /// What every authorisation needs to know about an organisation, in one
+    /// read: its status and whether it requires 2FA of every member. `None`
+    /// if it does not exist.
+    pub async fn org_access(&self, org: OrgId) -> Result<Option<(domain::OrgStatus, bool)>> {
+        dispatch!(self.org_access(org))
+    }
+
     /// Whether an organisation requires 2FA of every member.
     pub async fn org_requires_mfa(&self, org: OrgId) -> Result<bool> {
         dispatch!(self.org_requires_mfa(org))

@@ -411,6 +411,18 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(crate) async fn org_access(&self, org: OrgId) -> Result<Option<(domain::OrgStatus, bool)>> {
+        let row = sqlx::query("SELECT status, require_mfa FROM organisations WHERE id = ?")
+            .bind(org.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let status: String = r.try_get("status")?;
+            Ok((domain::OrgStatus::parse(&status).map_err(corrupt("organisation"))?, r.try_get("require_mfa")?))
+        })
+        .transpose()
+    }
+
     pub(crate) async fn org_requires_mfa(&self, org: OrgId) -> Result<bool> {
         let v: Option<bool> = sqlx::query_scalar("SELECT require_mfa FROM organisations WHERE id = ?")
             .bind(org.as_uuid())
