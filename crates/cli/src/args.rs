@@ -205,6 +205,9 @@ pub struct ConfigArgs {
     /// Largest accepted request body, in bytes [default: 1048576].
     #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<u64>,
+    /// Largest accepted attachment, in bytes [default: 104857600].
+    #[arg(long, env = "STRONGROOM_MAX_ATTACHMENT_BYTES", value_name = "BYTES")]
+    pub max_attachment_bytes: Option<u64>,
     /// Longest a request may take [default: 30].
     #[arg(long, env = "STRONGROOM_REQUEST_TIMEOUT_SECS", value_name = "SECS")]
     pub request_timeout_secs: Option<u64>,
@@ -238,6 +241,7 @@ impl ConfigArgs {
             tls_cert_file: self.tls_cert_file.clone(),
             tls_key_file: self.tls_key_file.clone(),
             max_body_bytes: self.max_body_bytes,
+            max_attachment_bytes: self.max_attachment_bytes,
             request_timeout_secs: self.request_timeout_secs,
             shutdown_grace_secs: self.shutdown_grace_secs,
             log_level: self.log_level.clone(),

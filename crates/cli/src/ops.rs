@@ -166,6 +166,8 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                     "Organisation {} now encrypts with key version {version}; older versions still decrypt",
                     org.slug
                 );
+                let rewrapped = engine.rewrap_record_keys(org.id).await?;
+                println!("Re-wrapped {rewrapped} record keys under version {version}");
                 engine.shutdown().await;
                 Ok(())
             })

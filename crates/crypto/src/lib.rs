@@ -1,7 +1,8 @@
 //! Cryptography for Strongroom over well-kept primitives (RustCrypto's
 //! AES-GCM, HKDF, HMAC, SHA-2, Argon2): typed zeroizing keys, the AEAD
 //! envelope with canonical associated data, the versioned field and
-//! record-key formats, and blind-index tokens.
+//! record-key formats, the chunked streaming format for attachments and
+//! backups, and blind-index tokens.
 //!
 //! Architecture invariant: this crate does no IO (randomness comes from the
 //! operating system's generator) and depends only on `domain`. Every choice
@@ -15,6 +16,7 @@ pub mod jose;
 mod key;
 mod passphrase;
 mod password;
+pub mod stream;
 mod token;
 mod totp;
 

@@ -8,10 +8,15 @@ mod id;
 mod key;
 mod org;
 mod policy;
+mod schema;
 mod user;
 
 pub use id::{OrgId, ProfileId, ServiceAccountId, SessionId, UserId};
 pub use key::KeyState;
 pub use org::{NewOrganisation, OrgName, OrgSlug, OrgStatus, Organisation, ParseError};
 pub use policy::{Action, PlatformAction, Scope, role_permits, scope_list};
+pub use schema::{
+    Classification, FieldDef, FieldName, FieldType, FieldValue, Fields, MAX_FIELDS, Patch, RESERVED_NAMES, Schema,
+    Violation,
+};
 pub use user::{DisplayName, Email, Role};

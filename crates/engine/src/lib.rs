@@ -6,9 +6,11 @@
 //! Today the engine owns the store and the key hierarchy; identity,
 //! profiles and audit arrive with their issues.
 
+pub mod attachments;
 pub mod identity;
 pub mod keys;
 pub mod mail;
+pub mod profiles;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -17,11 +19,15 @@ use domain::{NewOrganisation, OrgSlug, Organisation};
 use kms::Kms;
 use store::Store;
 
+pub use attachments::{AttachmentError, AttachmentInfo, PlainStream};
 pub use identity::{
     AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
     ServiceAccountGrant, SessionPolicy, TotpEnrolment,
 };
 pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
+pub use profiles::{
+    FieldHolding, Page, PersonalDataReport, ProfileError, ProfileQuery, ProfileView, Visibility, actor_of,
+};
 pub use tokens::{IssuedToken, TokenError, TokenSettings};
 
 /// Why the engine cannot serve requests right now.
@@ -60,6 +66,10 @@ pub enum EngineError {
     MailNotConfigured,
     #[error("no account has this address yet: give display_name and password to create one")]
     AccountDetailsNeeded,
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Attachment(#[from] AttachmentError),
 }
 
 /// The application core shared by every interface.
@@ -71,6 +81,8 @@ pub struct Engine {
     mailer: mail::Mailer,
     tokens: Arc<tokens::TokenState>,
     token_settings: tokens::TokenSettings,
+    blobs: Option<store::BlobStore>,
+    max_attachment_bytes: u64,
 }
 
 impl Engine {
@@ -89,6 +101,8 @@ impl Engine {
             mailer: mail::Mailer::disabled(),
             tokens: Arc::new(tokens::TokenState::default()),
             token_settings: tokens::TokenSettings::default(),
+            blobs: None,
+            max_attachment_bytes: 0,
         }
     }
 

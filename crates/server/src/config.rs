@@ -24,6 +24,7 @@ pub const KNOWN_ENV: &[&str] = &[
     "STRONGROOM_TLS_CERT_FILE",
     "STRONGROOM_TLS_KEY_FILE",
     "STRONGROOM_MAX_BODY_BYTES",
+    "STRONGROOM_MAX_ATTACHMENT_BYTES",
     "STRONGROOM_REQUEST_TIMEOUT_SECS",
     "STRONGROOM_SHUTDOWN_GRACE_SECS",
     "STRONGROOM_DATABASE_MAX_CONNECTIONS",
@@ -94,6 +95,26 @@ struct FileConfig {
     #[serde(default)]
     auth: FileAuth,
     smtp: Option<FileSmtp>,
+    #[serde(default)]
+    blobs: FileBlobs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBlobs {
+    backend: Option<String>,
+    max_attachment_bytes: Option<u64>,
+    transfer_timeout_secs: Option<u64>,
+    s3: Option<FileBlobsS3>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBlobsS3 {
+    bucket: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +230,7 @@ pub struct Overrides {
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     pub max_body_bytes: Option<u64>,
+    pub max_attachment_bytes: Option<u64>,
     pub request_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub log_level: Option<String>,
@@ -321,12 +343,15 @@ pub struct KmsSettings {
     pub cache_max_entries: usize,
 }
 
-/// Limits that protect the HTTP listener.
+/// Limits that protect the HTTP listener. Attachment uploads and
+/// downloads have their own size limit and time limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
     pub max_body_bytes: u64,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub max_attachment_bytes: u64,
+    pub transfer_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -335,8 +360,19 @@ impl Default for HttpLimits {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            max_attachment_bytes: 100 * 1024 * 1024,
+            transfer_timeout: Duration::from_secs(1800),
         }
     }
+}
+
+/// Where attachments' encrypted bytes live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobBackend {
+    /// `DATA_DIR/blobs`.
+    Local,
+    /// An S3 bucket; credentials from the AWS environment only.
+    S3 { bucket: String, region: String, endpoint: Option<String>, prefix: Option<String>, allow_http: bool },
 }
 
 /// The validated, effective configuration.
@@ -356,6 +392,7 @@ pub struct Config {
     /// Where mail goes; `None`: no mail is sent (password resets are
     /// accepted but not delivered, and logged).
     pub smtp: Option<engine::mail::SmtpSettings>,
+    pub blobs: BlobBackend,
 }
 
 impl Config {
@@ -459,6 +496,17 @@ impl Config {
         let kms = resolve_kms(file.kms, o, &data_dir, &mut errors);
         let auth = resolve_auth(&file.auth, &mut errors);
         let smtp = file.smtp.as_ref().and_then(|f| resolve_smtp(f, &mut errors));
+        let blobs = resolve_blobs(&file.blobs, &mut errors);
+        let max_attachment_bytes =
+            o.max_attachment_bytes.or(file.blobs.max_attachment_bytes).unwrap_or(defaults.max_attachment_bytes);
+        if !(1024..=1 << 40).contains(&max_attachment_bytes) {
+            errors
+                .push(ConfigError::new("blobs.max_attachment_bytes", "must be 1024 to 1099511627776 (1 KiB to 1 TiB)"));
+        }
+        let transfer_secs = file.blobs.transfer_timeout_secs.unwrap_or(defaults.transfer_timeout.as_secs());
+        if !(1..=86_400).contains(&transfer_secs) {
+            errors.push(ConfigError::new("blobs.transfer_timeout_secs", "must be 1 to 86400 seconds"));
+        }
 
         let (listen, database, tls) = match (listen, database, tls) {
             (Ok(l), Ok(d), Ok(t)) if errors.is_empty() => (l, d, t),
@@ -472,12 +520,19 @@ impl Config {
             database,
             listen,
             tls,
-            http: HttpLimits { max_body_bytes, request_timeout, shutdown_grace },
+            http: HttpLimits {
+                max_body_bytes,
+                request_timeout,
+                shutdown_grace,
+                max_attachment_bytes,
+                transfer_timeout: Duration::from_secs(transfer_secs),
+            },
             log_level,
             kms,
             dev: o.dev,
             auth,
             smtp,
+            blobs,
         })
     }
 
@@ -494,7 +549,16 @@ impl Config {
             http: HttpView,
             log: LogView<'a>,
             kms: KmsView,
+            blobs: BlobsView,
             dev: bool,
+        }
+        #[derive(Serialize)]
+        struct BlobsView {
+            backend: &'static str,
+            max_attachment_bytes: u64,
+            transfer_timeout_secs: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<String>,
         }
         #[derive(Serialize)]
         struct KmsView {
@@ -582,6 +646,22 @@ impl Config {
                     }
                 },
             },
+            blobs: BlobsView {
+                backend: match self.blobs {
+                    BlobBackend::Local => "local",
+                    BlobBackend::S3 { .. } => "s3",
+                },
+                max_attachment_bytes: self.http.max_attachment_bytes,
+                transfer_timeout_secs: self.http.transfer_timeout.as_secs(),
+                detail: match &self.blobs {
+                    BlobBackend::Local => Some(format!("{}", self.data_dir.join("blobs").display())),
+                    BlobBackend::S3 { bucket, region, endpoint, prefix, .. } => Some(format!(
+                        "bucket {bucket} in {region}{}{}",
+                        endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default(),
+                        prefix.as_ref().map(|p| format!(", prefix {p}")).unwrap_or_default()
+                    )),
+                },
+            },
             dev: self.dev,
         };
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# could not render: {e}\n"))
@@ -613,6 +693,64 @@ fn resolve_smtp(f: &FileSmtp, errors: &mut Vec<ConfigError>) -> Option<engine::m
         SmtpSecurity::Plain => 25,
     });
     Some(engine::mail::SmtpSettings { host: f.host.clone(), port, security, from: f.from.clone() })
+}
+
+/// Resolves the `[blobs]` section: the local folder by default; S3 with a
+/// bucket, over HTTPS unless the endpoint is on this host.
+fn resolve_blobs(f: &FileBlobs, errors: &mut Vec<ConfigError>) -> BlobBackend {
+    match (f.backend.as_deref().unwrap_or("local"), &f.s3) {
+        ("local", None) => BlobBackend::Local,
+        ("local", Some(_)) => {
+            errors.push(ConfigError::new("blobs.s3", "set only with blobs.backend = \"s3\""));
+            BlobBackend::Local
+        }
+        ("s3", None) => {
+            errors
+                .push(ConfigError::new("blobs.s3", "blobs.backend = \"s3\" needs a [blobs.s3] section with a bucket"));
+            BlobBackend::Local
+        }
+        ("s3", Some(s3)) => {
+            let valid_bucket = (3..=63).contains(&s3.bucket.len())
+                && s3.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !valid_bucket {
+                errors.push(ConfigError::new(
+                    "blobs.s3.bucket",
+                    "must be a bucket name: 3 to 63 lowercase letters, digits, '-' or '.'",
+                ));
+            }
+            let mut allow_http = false;
+            if let Some(endpoint) = &s3.endpoint {
+                match url::Url::parse(endpoint) {
+                    Ok(u) if u.scheme() == "https" => {}
+                    Ok(u) if u.scheme() == "http" => {
+                        let host = u.host_str().unwrap_or("");
+                        let local = host == "localhost"
+                            || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                        if local {
+                            allow_http = true;
+                        } else {
+                            errors.push(ConfigError::new(
+                                "blobs.s3.endpoint",
+                                "plain http is allowed only for an endpoint on this host",
+                            ));
+                        }
+                    }
+                    _ => errors.push(ConfigError::new("blobs.s3.endpoint", "must be an https:// URL")),
+                }
+            }
+            BlobBackend::S3 {
+                bucket: s3.bucket.clone(),
+                region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                endpoint: s3.endpoint.clone(),
+                prefix: s3.prefix.clone(),
+                allow_http,
+            }
+        }
+        (other, _) => {
+            errors.push(ConfigError::new("blobs.backend", format!("{other:?} is not one of local, s3")));
+            BlobBackend::Local
+        }
+    }
 }
 
 /// Resolves the `[auth]` section.

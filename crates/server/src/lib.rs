@@ -26,14 +26,12 @@ use axum::middleware;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use engine::Engine;
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, header};
 use metrics_exporter_prometheus::PrometheusHandle;
 use store::{Store, StoreConfig};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::config::{Config, Database, HttpLimits, TlsSource};
 use crate::problem::{Kind, Problem};
@@ -60,6 +58,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Router {
 /// tests can mount a route of their own behind exactly these layers.
 pub fn with_layers(routes: Router, limits: &HttpLimits) -> Router {
     let body_limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+    let limits = limits.clone();
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
@@ -77,10 +76,56 @@ pub fn with_layers(routes: Router, limits: &HttpLimits) -> Router {
             .layer(middleware::from_fn(observe::observe))
             .layer(middleware::from_fn(problem::problemise))
             .layer(CatchPanicLayer::custom(problem::from_panic))
-            .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
-            .layer(RequestBodyLimitLayer::new(body_limit))
+            .layer(middleware::from_fn(move |req, next| limit_request(limits.clone(), req, next)))
             .layer(DefaultBodyLimit::max(body_limit)),
     )
+}
+
+/// Whether a path is an attachment's: those stream large bodies and get
+/// their own size and time limits.
+fn is_attachment_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(parts.as_slice(), ["", "v1", "orgs", _, "profiles", _, "attachments", name] if !name.is_empty())
+}
+
+/// Bounds every request: bodies by size (refused up front by
+/// `Content-Length`, cut off while streaming otherwise) and handlers by
+/// time until the response starts. Attachment uploads have their own
+/// limits; their size is enforced while they stream, by the engine.
+async fn limit_request(
+    limits: HttpLimits,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let attachment = is_attachment_path(req.uri().path());
+    let (max, setting, timeout) = if attachment {
+        (limits.max_attachment_bytes, "blobs.max_attachment_bytes", limits.transfer_timeout)
+    } else {
+        (limits.max_body_bytes, "http.max_body_bytes", limits.request_timeout)
+    };
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Problem::new(Kind::PayloadTooLarge)
+            .with_detail(format!("the request body exceeds the configured limit ({setting})"))
+            .into_response();
+    }
+    let req = if attachment {
+        req
+    } else {
+        req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, usize::try_from(max).unwrap_or(usize::MAX))))
+    };
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Problem::new(Kind::Timeout)
+            .with_detail(if attachment {
+                "the transfer took longer than the configured limit (blobs.transfer_timeout_secs)"
+            } else {
+                "the request took longer than the configured limit (http.request_timeout_secs)"
+            })
+            .into_response(),
+    }
 }
 
 async fn not_found() -> Problem {
@@ -126,7 +171,26 @@ pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine
         Some(settings) => engine::mail::Mailer::new(settings).context("smtp")?,
         None => engine::mail::Mailer::disabled(),
     };
-    Ok(Engine::new(store, kms, cache).with_identity(config.auth).with_mailer(mailer))
+    let blobs = open_blobs(config).await?;
+    Ok(Engine::new(store, kms, cache)
+        .with_identity(config.auth)
+        .with_mailer(mailer)
+        .with_blobs(blobs, config.http.max_attachment_bytes))
+}
+
+/// Opens the blob store the configuration names.
+pub async fn open_blobs(config: &Config) -> anyhow::Result<store::BlobStore> {
+    let blob_config = match &config.blobs {
+        config::BlobBackend::Local => store::BlobConfig::Local { root: config.data_dir.join("blobs") },
+        config::BlobBackend::S3 { bucket, region, endpoint, prefix, allow_http } => store::BlobConfig::S3 {
+            bucket: bucket.clone(),
+            region: region.clone(),
+            endpoint: endpoint.clone(),
+            allow_http: *allow_http,
+            prefix: prefix.clone(),
+        },
+    };
+    store::BlobStore::open(&blob_config).await.context("blobs")
 }
 
 /// The TLS source, with a specific listen address added to the names of a
@@ -145,6 +209,31 @@ fn tls_source(config: &Config) -> TlsSource {
     }
 }
 
+/// How often `serve` looks for record keys still wrapped by an older
+/// organisation key version.
+const REWRAP_EVERY: Duration = Duration::from_secs(600);
+
+/// The background job that finishes key rotations: re-wraps record keys
+/// under each organisation's current key version. `keys rotate` does this
+/// at once; the job catches anything an interrupted rotation left, and
+/// every instance may run it (each row changes only once).
+async fn rewrap_job(engine: Engine) {
+    let mut tick = tokio::time::interval(REWRAP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(orgs) = engine.list_orgs().await else { continue };
+        for org in orgs {
+            match engine.rewrap_record_keys(org.id).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(org = %org.id, rewrapped = n, "record keys re-wrapped under the current key"),
+                // Destroyed or unavailable keys: nothing to do now.
+                Err(e) => tracing::debug!(org = %org.id, error = %e, "record-key re-wrap skipped"),
+            }
+        }
+    }
+}
+
 /// A server accepting connections.
 #[derive(Debug)]
 pub struct Running {
@@ -154,6 +243,8 @@ pub struct Running {
     grace: Duration,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Background jobs, stopped with the server.
+    jobs: tokio::task::JoinHandle<()>,
     engine: Engine,
 }
 
@@ -189,6 +280,7 @@ impl Running {
     /// Waits for the server to stop, then closes the store.
     pub async fn wait(self) -> anyhow::Result<()> {
         let served = self.task.await;
+        self.jobs.abort();
         self.engine.shutdown().await;
         served.context("server task failed")?.context("server stopped with an error")?;
         tracing::info!("stopped");
@@ -241,5 +333,15 @@ pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyh
     let task =
         tokio::spawn(async move { server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await });
     tracing::info!(address = %local_addr, backend, "serving HTTPS");
-    Ok(Running { local_addr, ca_file: tls.ca_file, backend, grace: config.http.shutdown_grace, handle, task, engine })
+    let jobs = tokio::spawn(rewrap_job(engine.clone()));
+    Ok(Running {
+        jobs,
+        local_addr,
+        ca_file: tls.ca_file,
+        backend,
+        grace: config.http.shutdown_grace,
+        handle,
+        task,
+        engine,
+    })
 }

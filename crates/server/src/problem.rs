@@ -47,6 +47,17 @@ pub enum Kind {
     OrgSuspended,
     /// The change conflicts with what exists (a taken slug, the last owner).
     Conflict,
+    /// The body is well-formed but breaks the organisation's schema; the
+    /// `errors` member lists every problem by JSON pointer and rule.
+    ValidationFailed,
+    /// `If-Match` names another version than the stored one.
+    PreconditionFailed,
+    /// An update or delete without `If-Match`.
+    PreconditionRequired,
+    /// Stored data failed its integrity check (tampering or corruption).
+    Integrity,
+    /// The blob store cannot be reached.
+    StorageUnavailable,
     Internal,
     /// Any other client or server error status raised by a layer.
     Other(StatusCode),
@@ -77,6 +88,11 @@ impl Kind {
             Self::InvalidCode => (S::BAD_REQUEST, "invalid-code", "Invalid code"),
             Self::OrgSuspended => (S::FORBIDDEN, "org-suspended", "Organisation suspended"),
             Self::Conflict => (S::CONFLICT, "conflict", "Conflict"),
+            Self::ValidationFailed => (S::UNPROCESSABLE_ENTITY, "validation-failed", "Validation failed"),
+            Self::PreconditionFailed => (S::PRECONDITION_FAILED, "precondition-failed", "Precondition failed"),
+            Self::PreconditionRequired => (S::PRECONDITION_REQUIRED, "precondition-required", "Precondition required"),
+            Self::Integrity => (S::INTERNAL_SERVER_ERROR, "integrity", "Stored data failed its integrity check"),
+            Self::StorageUnavailable => (S::SERVICE_UNAVAILABLE, "storage-unavailable", "Storage unavailable"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             Self::Other(status) => (
                 status,
@@ -117,6 +133,7 @@ impl Kind {
 pub struct Problem {
     kind: Kind,
     detail: Option<String>,
+    errors: Vec<domain::Violation>,
 }
 
 #[derive(Serialize)]
@@ -127,15 +144,24 @@ struct Body_<'a> {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    /// Every problem with the input, by JSON pointer and rule; never the
+    /// offending value.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [domain::Violation],
 }
 
 impl Problem {
     pub fn new(kind: Kind) -> Self {
-        Self { kind, detail: None }
+        Self { kind, detail: None, errors: Vec::new() }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_errors(mut self, errors: Vec<domain::Violation>) -> Self {
+        self.errors = errors;
         self
     }
 
@@ -145,8 +171,13 @@ impl Problem {
 
     fn body(&self) -> Vec<u8> {
         let (status, _, title) = self.kind.parts();
-        let body =
-            Body_ { type_uri: self.kind.type_uri(), title, status: status.as_u16(), detail: self.detail.as_deref() };
+        let body = Body_ {
+            type_uri: self.kind.type_uri(),
+            title,
+            status: status.as_u16(),
+            detail: self.detail.as_deref(),
+            errors: &self.errors,
+        };
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }

@@ -4,23 +4,29 @@
 //! Architecture invariant: only this crate knows SQL. Every call on
 //! tenant-owned data takes an `OrgId` and filters by it in the query itself.
 
+pub mod blobs;
 mod identity;
 mod migrate;
 mod postgres;
 mod postgres_identity;
+mod postgres_profiles;
+mod profiles;
 mod sqlite;
 mod sqlite_identity;
+mod sqlite_profiles;
 
 use std::path::PathBuf;
 
-use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, Role, ServiceAccountId, SessionId, UserId};
+use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, ProfileId, Role, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
+pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use identity::{
     InvitationRecord, MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord,
     UserRecord, UserStatus,
 };
 pub use migrate::{Applied, Migration, MigrationError, plan};
+pub use profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
 pub use sqlite::connect_options as sqlite_connect_options;
 
 /// Where the store lives.
@@ -446,6 +452,91 @@ impl Store {
         status: Option<domain::OrgStatus>,
     ) -> Result<Option<Organisation>> {
         dispatch!(self.update_org(id, name, status))
+    }
+
+    /// The newest version of an organisation's profile schema.
+    pub async fn current_schema(&self, org: OrgId) -> Result<Option<SchemaRecord>> {
+        dispatch!(self.current_schema(org))
+    }
+
+    /// Records a new schema version; `Conflict` if that version exists
+    /// (someone else changed the schema first).
+    pub async fn insert_schema(&self, schema: &SchemaRecord) -> Result<()> {
+        dispatch!(self.insert_schema(schema))
+    }
+
+    /// How many profiles an organisation holds.
+    pub async fn count_profiles(&self, org: OrgId) -> Result<i64> {
+        dispatch!(self.count_profiles(org))
+    }
+
+    /// Stores a new profile and its lookup terms in one transaction.
+    pub async fn insert_profile(&self, profile: &ProfileRow, terms: &[Term]) -> Result<()> {
+        dispatch!(self.insert_profile(profile, terms))
+    }
+
+    pub async fn get_profile(&self, org: OrgId, id: ProfileId) -> Result<Option<ProfileRow>> {
+        dispatch!(self.get_profile(org, id))
+    }
+
+    /// Replaces a profile if it is still at `expected_revision` (and, when
+    /// given, all its lookup terms) in one transaction; `false` if it has
+    /// changed or gone.
+    pub async fn update_profile(
+        &self,
+        profile: &ProfileRow,
+        expected_revision: i64,
+        terms: Option<&[Term]>,
+    ) -> Result<bool> {
+        dispatch!(self.update_profile(profile, expected_revision, terms))
+    }
+
+    /// Deletes a profile (its terms and attachment rows go with it) if it
+    /// is still at `expected_revision`.
+    pub async fn delete_profile(&self, org: OrgId, id: ProfileId, expected_revision: i64) -> Result<bool> {
+        dispatch!(self.delete_profile(org, id, expected_revision))
+    }
+
+    /// One page of an organisation's profiles in id order, after `after`,
+    /// matching every filter.
+    pub async fn list_profiles(
+        &self,
+        org: OrgId,
+        after: Option<ProfileId>,
+        limit: u32,
+        filters: &[TermFilter],
+    ) -> Result<Vec<ProfileRow>> {
+        dispatch!(self.list_profiles(org, after, limit, filters))
+    }
+
+    /// The profiles linked to a user account, in every organisation.
+    pub async fn profiles_owned_by(&self, user: UserId) -> Result<Vec<(OrgId, ProfileId)>> {
+        dispatch!(self.profiles_owned_by(user))
+    }
+
+    /// Profiles whose record key is wrapped by an organisation key older
+    /// than `version`.
+    pub async fn profiles_below_key_version(&self, org: OrgId, version: u32, limit: u32) -> Result<Vec<ProfileRow>> {
+        dispatch!(self.profiles_below_key_version(org, version, limit))
+    }
+
+    /// Stores an attachment row, replacing one of the same name; returns
+    /// the replaced one's blob key.
+    pub async fn put_attachment(&self, row: &AttachmentRow) -> Result<Option<String>> {
+        dispatch!(self.put_attachment(row))
+    }
+
+    pub async fn attachment(&self, org: OrgId, profile: ProfileId, name_token: &[u8]) -> Result<Option<AttachmentRow>> {
+        dispatch!(self.attachment(org, profile, name_token))
+    }
+
+    pub async fn attachments(&self, org: OrgId, profile: ProfileId) -> Result<Vec<AttachmentRow>> {
+        dispatch!(self.attachments(org, profile))
+    }
+
+    /// Deletes an attachment row; returns its blob key.
+    pub async fn delete_attachment(&self, org: OrgId, profile: ProfileId, name_token: &[u8]) -> Result<Option<String>> {
+        dispatch!(self.delete_attachment(org, profile, name_token))
     }
 
     /// Waits for open connections to finish and closes them.

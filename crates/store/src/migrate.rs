@@ -92,6 +92,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0005_service_accounts.sql"),
     },
     Migration { version: 6, name: "invitations", sql: include_str!("../migrations/sqlite/0006_invitations.sql") },
+    Migration { version: 7, name: "profiles", sql: include_str!("../migrations/sqlite/0007_profiles.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -106,6 +107,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0005_service_accounts.sql"),
     },
     Migration { version: 6, name: "invitations", sql: include_str!("../migrations/postgres/0006_invitations.sql") },
+    Migration { version: 7, name: "profiles", sql: include_str!("../migrations/postgres/0007_profiles.sql") },
 ];
 
 #[cfg(test)]

@@ -113,6 +113,115 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Runs one statement straight against the database, as someone with
+    /// database access would; returns the rows affected.
+    pub async fn raw_sql(&self, sql: &str) -> u64 {
+        use sqlx::Connection;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let done = match &self.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+                sqlx::query(sql).execute(&mut conn).await.map(|d| d.rows_affected())
+            }
+            None => {
+                let options = self.raw_sqlite_options().await.unwrap_or_else(|e| panic!("{e:#}"));
+                let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap_or_else(|e| panic!("{e}"));
+                sqlx::query(sql).execute(&mut conn).await.map(|d| d.rows_affected())
+            }
+        };
+        done.unwrap_or_else(|e| panic!("raw sql: {e}"))
+    }
+
+    /// A UUID as a literal of this backend's SQL.
+    pub fn uuid_literal(&self, id: &str) -> String {
+        let id = uuid::Uuid::parse_str(id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        match self.backend {
+            Backend::Sqlite => format!("X'{}'", id.simple()),
+            Backend::Postgres => format!("'{id}'::uuid"),
+        }
+    }
+
+    /// Every row of every table, decrypted with the deployment's own keys
+    /// where the database is page-encrypted: what someone with the
+    /// database and its key would see. Table names, then one line per row.
+    pub async fn dump_rows(&self) -> Vec<u8> {
+        use sqlx::{Connection, Row};
+        let mut out = Vec::new();
+        match &self.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+                let tables: Vec<String> =
+                    sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                for t in tables {
+                    out.extend_from_slice(format!("-- {t}\n").as_bytes());
+                    let sql = format!("SELECT row_to_json(t)::text FROM \"{t}\" t");
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    for r in rows {
+                        out.extend_from_slice(r.as_bytes());
+                        out.push(b'\n');
+                    }
+                }
+            }
+            None => {
+                let options = self.raw_sqlite_options().await.unwrap_or_else(|e| panic!("{e:#}"));
+                let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap_or_else(|e| panic!("{e}"));
+                let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                for t in tables {
+                    out.extend_from_slice(format!("-- {t}\n").as_bytes());
+                    let sql = format!("SELECT * FROM \"{t}\"");
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    for row in rows {
+                        for i in 0..row.len() {
+                            if let Ok(Some(b)) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                                out.extend_from_slice(&b);
+                            } else if let Ok(Some(s)) = row.try_get::<Option<String>, _>(i) {
+                                out.extend_from_slice(s.as_bytes());
+                            } else if let Ok(Some(n)) = row.try_get::<Option<i64>, _>(i) {
+                                out.extend_from_slice(n.to_string().as_bytes());
+                            } else if let Ok(Some(n)) = row.try_get::<Option<f64>, _>(i) {
+                                out.extend_from_slice(n.to_string().as_bytes());
+                            }
+                            out.push(b'|');
+                        }
+                        out.push(b'\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every file under a directory, with its bytes.
+pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                out.push((p.display().to_string(), bytes));
+            }
+        }
+    }
+    out
+}
+
 /// Creates a uniquely named database in the throwaway cluster and returns
 /// its URL.
 async fn create_pg_database() -> anyhow::Result<String> {

@@ -94,7 +94,7 @@ backend_tests! {
         assert!(status.contains("acme-care\tv1\tactive"), "{status}");
 
         let out = ok(cli(&db, &["keys", "rotate", "--org", "acme-care"], &env));
-        assert!(out.contains("key version 2"), "{out}");
+        assert!(out.contains("key version 2") && out.contains("Re-wrapped 0 record keys"), "{out}");
         let status = ok(cli(&db, &["keys", "status"], &env));
         assert!(status.contains("acme-care\tv1\tretired") && status.contains("acme-care\tv2\tactive"), "{status}");
 

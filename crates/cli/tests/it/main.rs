@@ -2,6 +2,7 @@
 //! HTTPS on a real listener and the `strongroom` binary, on SQLite and on
 //! PostgreSQL. Each module says what belongs in it.
 
+mod attachments;
 mod binary;
 mod errors;
 mod identity;
@@ -10,6 +11,7 @@ mod mfa;
 mod migrations;
 mod ops;
 mod organisations;
+mod profiles;
 mod reset;
 mod service_accounts;
 mod shutdown;

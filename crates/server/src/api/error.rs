@@ -2,7 +2,7 @@
 //! failure it was, never internals; the log gets the cause.
 
 use axum::response::{IntoResponse, Response};
-use engine::{AuthError, Denied, EngineError, KeyError, MfaError};
+use engine::{AttachmentError, AuthError, Denied, EngineError, KeyError, MfaError, ProfileError};
 use http::{HeaderValue, header};
 
 use crate::problem::{Kind, Problem};
@@ -70,6 +70,50 @@ impl IntoResponse for ApiError {
                 Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
             }
             EngineError::NoSuchUser => Problem::new(Kind::NotFound).with_detail("no such user").into_response(),
+            EngineError::Profile(ProfileError::Invalid(errors)) => Problem::new(Kind::ValidationFailed)
+                .with_detail(summary(&errors))
+                .with_errors(errors)
+                .into_response(),
+            EngineError::Profile(ProfileError::NotFound) => {
+                Problem::new(Kind::NotFound).with_detail("no such profile").into_response()
+            }
+            EngineError::Profile(e @ ProfileError::Stale) => {
+                Problem::new(Kind::PreconditionFailed).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Profile(e @ ProfileError::SchemaChanged) => {
+                Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Profile(e @ ProfileError::Integrity(_)) => {
+                tracing::error!(error = %e, "integrity check failed");
+                Problem::new(Kind::Integrity).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Attachment(AttachmentError::NotFound) => {
+                Problem::new(Kind::NotFound).with_detail("no such attachment").into_response()
+            }
+            EngineError::Attachment(e @ (AttachmentError::InvalidName | AttachmentError::InvalidContentType)) => {
+                let path = if matches!(e, AttachmentError::InvalidName) { "/name" } else { "/content_type" };
+                let violation = domain::Violation { path: path.to_owned(), rule: "format", message: e.to_string() };
+                Problem::new(Kind::ValidationFailed).with_detail(e.to_string()).with_errors(vec![violation]).into_response()
+            }
+            EngineError::Attachment(e @ AttachmentError::TooLarge { .. }) => {
+                Problem::new(Kind::PayloadTooLarge).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Attachment(e @ AttachmentError::Interrupted) => {
+                Problem::new(Kind::Other(http::StatusCode::BAD_REQUEST)).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Attachment(e @ AttachmentError::Tampered) => {
+                tracing::error!(error = %e, "integrity check failed");
+                Problem::new(Kind::Integrity).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Attachment(AttachmentError::Blob(e)) => {
+                tracing::warn!(error = %e, "blob store failed");
+                Problem::new(Kind::StorageUnavailable)
+                    .with_detail("the attachment store is unavailable; try again later")
+                    .into_response()
+            }
+            EngineError::Key(KeyError::Destroyed) => Problem::new(Kind::Conflict)
+                .with_detail("this organisation's keys were destroyed: its data can no longer be read")
+                .into_response(),
             EngineError::Denied(Denied::Forbidden) => {
                 Problem::new(Kind::Forbidden).with_detail("your role does not allow this").into_response()
             }
@@ -89,6 +133,17 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %other, "request failed");
                 Problem::new(Kind::Internal).into_response()
             }
+        }
+    }
+}
+
+/// One line naming how many problems there are and the first of them.
+fn summary(errors: &[domain::Violation]) -> String {
+    match errors {
+        [] => "the input breaks the schema".to_owned(),
+        [one] => format!("{}: {}", one.path, one.message),
+        [first, rest @ ..] => {
+            format!("{}: {} (and {} more problems, listed in `errors`)", first.path, first.message, rest.len())
         }
     }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod oauth;
 mod orgs;
+mod profiles;
 
 use axum::Router;
 use axum::middleware;
@@ -63,6 +64,16 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/orgs/{org}/invitations", get(orgs::invitations).post(orgs::invite))
         .route("/v1/orgs/{org}/members", get(orgs::members).post(orgs::add_member))
         .route("/v1/orgs/{org}/members/{user}", put(orgs::set_member_role).delete(orgs::remove_member))
+        .route("/v1/orgs/{org}/schema", get(profiles::get_schema).put(profiles::put_schema))
+        .route("/v1/orgs/{org}/schema/personal-data", get(profiles::personal_data))
+        .route("/v1/orgs/{org}/profiles", get(profiles::list).post(profiles::create))
+        .route("/v1/orgs/{org}/profiles/{id}", get(profiles::show).patch(profiles::update).delete(profiles::remove))
+        .route("/v1/orgs/{org}/profiles/{id}/attachments", get(profiles::list_attachments))
+        .route(
+            "/v1/orgs/{org}/profiles/{id}/attachments/{name}",
+            get(profiles::get_attachment).put(profiles::put_attachment).delete(profiles::delete_attachment),
+        )
+        .route("/v1/me/profiles", get(profiles::mine))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));
     public.merge(protected)
 }

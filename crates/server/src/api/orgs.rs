@@ -18,7 +18,7 @@ use crate::json::{ApiJson, RawJson};
 
 /// The organisation a path segment names, by id or slug; an unknown one
 /// looks like one the caller may not see.
-async fn resolve(state: &AppState, org: &str) -> Result<OrgId, ApiError> {
+pub(super) async fn resolve(state: &AppState, org: &str) -> Result<OrgId, ApiError> {
     if let Ok(id) = org.parse::<OrgId>() {
         return Ok(id);
     }

@@ -1,0 +1,628 @@
+//! Profiles: each organisation's schema and its records. Personal and
+//! sensitive values are encrypted under a fresh record key per profile,
+//! wrapped by the organisation key; searchable encrypted fields get
+//! blind-index tokens; plain fields are stored in clear. What a caller sees
+//! depends on the grant: sensitive values need `ReadSensitive`, and the
+//! person a record belongs to (its owner) sees all of it.
+//!
+//! Architecture invariant: `open_record` is the one decrypt path for
+//! profile values.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use crypto::{BlindIndexKey, Key256, KeyVersion};
+use domain::{
+    Action, Classification, FieldDef, FieldName, FieldType, FieldValue, Fields, KeyState, OrgId, ProfileId, Schema,
+    UserId, Violation,
+};
+use serde_json::{Map, Value};
+use store::{ProfileRow, SchemaRecord, Term, TermFilter};
+use time::OffsetDateTime;
+
+use crate::identity::{Authorized, Principal};
+use crate::{Denied, Engine, EngineError, KeyError};
+
+/// The most profiles one page may hold, and the default.
+pub const MAX_PAGE: u32 = 200;
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// The version of the record key itself: record keys are never rotated
+/// (they are re-wrapped), so every field is encrypted under version 1.
+const RECORD_KEY_VERSION: KeyVersion = KeyVersion::FIRST;
+
+/// Why a profile operation failed, beyond authorisation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// The input breaks the schema; every problem is listed.
+    #[error("the request breaks the organisation's schema")]
+    Invalid(Vec<Violation>),
+    #[error("no such profile")]
+    NotFound,
+    /// `If-Match` named another revision than the stored one.
+    #[error("the profile has changed since it was read; fetch it again")]
+    Stale,
+    /// Someone changed the schema at the same time.
+    #[error("the schema was changed by someone else; fetch it again")]
+    SchemaChanged,
+    /// Stored ciphertext failed authentication: tampering or corruption.
+    #[error("stored {0} failed its integrity check")]
+    Integrity(&'static str),
+}
+
+/// Who wrote something, as recorded with it: never a name or address.
+pub fn actor_of(p: &Principal) -> String {
+    match &p.service_account {
+        Some(sa) => format!("service_account:{}", sa.id),
+        None => format!("user:{}", p.user),
+    }
+}
+
+/// How much of a record a caller sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    /// Every field, sensitive ones included.
+    All,
+    /// Plain and personal fields; sensitive ones withheld.
+    Personal,
+}
+
+impl Visibility {
+    fn of(auth: &Authorized) -> Self {
+        if auth.permits(Action::ReadSensitive) { Self::All } else { Self::Personal }
+    }
+
+    fn shows(self, c: Classification) -> bool {
+        self == Self::All || c != Classification::Sensitive
+    }
+}
+
+/// A profile as a caller may see it. Holds plaintext personal data:
+/// `Debug` shows identifiers only.
+#[derive(Clone)]
+pub struct ProfileView {
+    pub id: ProfileId,
+    pub revision: i64,
+    pub schema_version: u32,
+    pub owner: Option<UserId>,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    pub updated_at: OffsetDateTime,
+    pub updated_by: String,
+    pub fields: Fields,
+    /// Fields the record holds that this caller may not see.
+    pub withheld: Vec<FieldName>,
+}
+
+impl std::fmt::Debug for ProfileView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileView").field("id", &self.id).field("revision", &self.revision).finish_non_exhaustive()
+    }
+}
+
+/// One page of profiles and the cursor of the next.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<ProfileView>,
+    pub next: Option<ProfileId>,
+}
+
+/// A query on the list: exact matches on filterable fields (`AND`).
+#[derive(Debug, Default)]
+pub struct ProfileQuery {
+    pub filters: Vec<(String, String)>,
+    pub after: Option<ProfileId>,
+    pub limit: Option<u32>,
+}
+
+/// One line of the minimisation report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldHolding {
+    pub name: FieldName,
+    pub kind: FieldType,
+    pub classification: Classification,
+    pub deprecated: bool,
+    /// How many profiles hold a value for it.
+    pub profiles: u64,
+}
+
+/// What personal data an organisation holds (claim 002.13).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonalDataReport {
+    pub schema_version: u32,
+    pub profiles: u64,
+    pub fields: Vec<FieldHolding>,
+}
+
+/// A profile's values as they are stored: plain ones in clear, the rest
+/// sealed.
+struct Sealed {
+    field_names: String,
+    plain: String,
+    sealed: Vec<u8>,
+}
+
+fn invalid(path: &str, rule: &'static str, message: impl Into<String>) -> EngineError {
+    ProfileError::Invalid(vec![Violation { path: path.to_owned(), rule, message: message.into() }]).into()
+}
+
+fn crypto_integrity(what: &'static str) -> impl Fn(crypto::CryptoError) -> EngineError {
+    move |_| ProfileError::Integrity(what).into()
+}
+
+impl Engine {
+    /// The organisation's current schema (version 0 with no fields before
+    /// the first one is set).
+    pub async fn schema(&self, auth: &Authorized) -> Result<Schema, EngineError> {
+        self.require(auth, Action::ViewOrg)?;
+        self.load_schema(auth.org()).await
+    }
+
+    pub(crate) async fn load_schema(&self, org: OrgId) -> Result<Schema, EngineError> {
+        let Some(record) = self.store.current_schema(org).await? else {
+            return Ok(Schema::empty());
+        };
+        let fields: Vec<FieldDef> = serde_json::from_str(&record.fields)
+            .map_err(|e| store::StoreError::Corrupt { what: "schema", why: e.to_string() })?;
+        Schema::new(record.version, fields)
+            .map_err(|_| store::StoreError::Corrupt { what: "schema", why: "stored schema is invalid".into() }.into())
+    }
+
+    /// Sets the next version of the schema. `expected_version`, when given,
+    /// must be the current one. A change that would lose or mistype stored
+    /// data is refused with the reasons.
+    pub async fn put_schema(
+        &self,
+        auth: &Authorized,
+        fields: Vec<FieldDef>,
+        expected_version: Option<u32>,
+    ) -> Result<Schema, EngineError> {
+        self.require(auth, Action::ManageSchema)?;
+        let org = auth.org();
+        let current = self.load_schema(org).await?;
+        if expected_version.is_some_and(|v| v != current.version) {
+            return Err(ProfileError::SchemaChanged.into());
+        }
+        let has_records = self.store.count_profiles(org).await? > 0;
+        let next = current.evolve(fields, has_records).map_err(ProfileError::Invalid)?;
+        let record = SchemaRecord {
+            org_id: org,
+            version: next.version,
+            fields: serde_json::to_string(&next.fields)
+                .map_err(|e| store::StoreError::Corrupt { what: "schema", why: e.to_string() })?,
+            created_at: store::now(),
+            created_by: actor_of(auth.principal()),
+        };
+        self.store.insert_schema(&record).await.map_err(|e| match e {
+            store::StoreError::Conflict { .. } => ProfileError::SchemaChanged.into(),
+            e => EngineError::from(e),
+        })?;
+        Ok(next)
+    }
+
+    /// Creates a profile from a JSON object of field values, optionally
+    /// linked to the user account it describes.
+    pub async fn create_profile(
+        &self,
+        auth: &Authorized,
+        input: &Map<String, Value>,
+        owner: Option<UserId>,
+    ) -> Result<ProfileView, EngineError> {
+        self.require(auth, Action::WriteProfiles)?;
+        let org = auth.org();
+        let schema = self.load_schema(org).await?;
+        if schema.fields.is_empty() {
+            return Err(invalid("", "schema", "the organisation has no profile schema yet: PUT /v1/orgs/{org}/schema"));
+        }
+        let fields = schema.validate_new(input).map_err(ProfileError::Invalid)?;
+        if let Some(owner) = owner {
+            self.check_owner(owner).await?;
+        }
+        let id = ProfileId::new();
+        let (version, org_key) = self.keys.current_org_key(org).await?;
+        let record_key = Key256::generate().map_err(KeyError::from)?;
+        let kv = KeyVersion::new(version).ok_or(KeyError::NoKey)?;
+        let wrapped = crypto::wrap_record_key(&org_key, kv, org, id, &record_key).map_err(KeyError::from)?;
+        let sealed = seal_fields(&schema, org, id, &record_key, &fields)?;
+        let terms = terms_for(&schema, &BlindIndexKey::derive(&org_key, org).map_err(KeyError::from)?, &fields);
+        let now = store::now();
+        let actor = actor_of(auth.principal());
+        let row = ProfileRow {
+            org_id: org,
+            id,
+            revision: 1,
+            schema_version: schema.version,
+            owner,
+            record_key: wrapped,
+            key_version: version,
+            field_names: sealed.field_names,
+            plain: sealed.plain,
+            sealed: sealed.sealed,
+            created_at: now,
+            created_by: actor.clone(),
+            updated_at: now,
+            updated_by: actor,
+        };
+        self.store.insert_profile(&row, &terms).await?;
+        Ok(view_of(&schema, &row, Visibility::of(auth), fields))
+    }
+
+    async fn check_owner(&self, owner: UserId) -> Result<(), EngineError> {
+        if self.store.user_by_id(owner).await?.is_none() {
+            return Err(invalid("/owner_user_id", "exists", "owner_user_id names no user account"));
+        }
+        Ok(())
+    }
+
+    /// Reads one profile: members whose grant reads profiles, or the
+    /// person the record belongs to.
+    pub async fn get_profile(
+        &self,
+        principal: &Principal,
+        org: OrgId,
+        id: ProfileId,
+    ) -> Result<ProfileView, EngineError> {
+        let visibility = match self.authorize(principal, org, Action::ReadProfiles).await {
+            Ok(auth) => Visibility::of(&auth),
+            Err(denied @ (Denied::NotFound | Denied::Forbidden)) => {
+                // Not a reader: only the record's owner may see it.
+                let row = self.store.get_profile(org, id).await?;
+                match row {
+                    Some(row) if principal.service_account.is_none() && row.owner == Some(principal.user) => {
+                        let schema = self.load_schema(org).await?;
+                        return self.open_record(&schema, &row, Visibility::All).await;
+                    }
+                    _ => return Err(denied.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let row = self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?;
+        let schema = self.load_schema(org).await?;
+        self.open_record(&schema, &row, visibility).await
+    }
+
+    /// The profiles linked to a user's own account, in any organisation.
+    pub async fn my_profiles(&self, principal: &Principal) -> Result<Vec<(OrgId, ProfileId)>, EngineError> {
+        if principal.service_account.is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.profiles_owned_by(principal.user).await?)
+    }
+
+    /// Applies a JSON merge patch if the profile is still at `if_match`.
+    /// `owner` changes the linked account when given (`Some(None)`
+    /// unlinks).
+    pub async fn patch_profile(
+        &self,
+        auth: &Authorized,
+        id: ProfileId,
+        if_match: i64,
+        patch: &Map<String, Value>,
+        owner: Option<Option<UserId>>,
+    ) -> Result<ProfileView, EngineError> {
+        self.require(auth, Action::WriteProfiles)?;
+        let org = auth.org();
+        let schema = self.load_schema(org).await?;
+        let patch = schema.validate_patch(patch).map_err(ProfileError::Invalid)?;
+        if let Some(Some(owner)) = owner {
+            self.check_owner(owner).await?;
+        }
+        let row = self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?;
+        if row.revision != if_match {
+            return Err(ProfileError::Stale.into());
+        }
+        let record_key = self.record_key(&row).await?;
+        let mut fields = self.decrypt_all(&schema, &row, &record_key)?;
+        for name in &patch.remove {
+            fields.remove(name);
+        }
+        fields.extend(patch.set);
+        let sealed = seal_fields(&schema, org, id, &record_key, &fields)?;
+        let org_key = self.keys.org_key(org, row.key_version).await?;
+        let terms = terms_for(&schema, &BlindIndexKey::derive(&org_key, org).map_err(KeyError::from)?, &fields);
+        let updated = ProfileRow {
+            revision: row.revision + 1,
+            schema_version: schema.version,
+            owner: owner.unwrap_or(row.owner),
+            field_names: sealed.field_names,
+            plain: sealed.plain,
+            sealed: sealed.sealed,
+            updated_at: store::now(),
+            updated_by: actor_of(auth.principal()),
+            ..row
+        };
+        if !self.store.update_profile(&updated, if_match, Some(&terms)).await? {
+            return Err(ProfileError::Stale.into());
+        }
+        Ok(view_of(&schema, &updated, Visibility::of(auth), fields))
+    }
+
+    /// Deletes a profile if it is still at `if_match`, with its
+    /// attachments.
+    pub async fn delete_profile(&self, auth: &Authorized, id: ProfileId, if_match: i64) -> Result<(), EngineError> {
+        self.require(auth, Action::WriteProfiles)?;
+        let org = auth.org();
+        let row = self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?;
+        if row.revision != if_match {
+            return Err(ProfileError::Stale.into());
+        }
+        let blobs: Vec<String> = self.store.attachments(org, id).await?.into_iter().map(|a| a.blob_key).collect();
+        if !self.store.delete_profile(org, id, if_match).await? {
+            return Err(ProfileError::Stale.into());
+        }
+        self.forget_blobs(blobs).await;
+        Ok(())
+    }
+
+    /// One page of profiles, filtered by exact matches.
+    pub async fn list_profiles(&self, auth: &Authorized, query: &ProfileQuery) -> Result<Page, EngineError> {
+        self.require(auth, Action::ReadProfiles)?;
+        let org = auth.org();
+        let schema = self.load_schema(org).await?;
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(invalid("/limit", "range", format!("limit must be 1 to {MAX_PAGE}")));
+        }
+        let mut filters = Vec::new();
+        let mut errors = Vec::new();
+        let mut index_keys = None;
+        for (name, raw) in &query.filters {
+            let (def, value) = match schema.query_term(name, raw) {
+                Ok(t) => t,
+                Err(v) => {
+                    errors.push(v);
+                    continue;
+                }
+            };
+            let bytes = value.search_bytes(def.kind);
+            let terms = if def.classification.is_encrypted() {
+                if index_keys.is_none() {
+                    index_keys = Some(self.index_keys(org).await?);
+                }
+                index_keys.iter().flatten().map(|k| k.token(def.name.as_str(), &bytes).as_bytes().to_vec()).collect()
+            } else {
+                vec![bytes]
+            };
+            filters.push(TermFilter { field: def.name.to_string(), terms });
+        }
+        if !errors.is_empty() {
+            return Err(ProfileError::Invalid(errors).into());
+        }
+        let rows = self.store.list_profiles(org, query.after, limit + 1, &filters).await?;
+        let visibility = Visibility::of(auth);
+        let more = rows.len() > limit as usize;
+        let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+        for row in rows.iter().take(limit as usize) {
+            items.push(self.open_record(&schema, row, visibility).await?);
+        }
+        let next = if more { items.last().map(|p| p.id) } else { None };
+        Ok(Page { items, next })
+    }
+
+    /// The blind-index keys of every live key version of an organisation.
+    async fn index_keys(&self, org: OrgId) -> Result<Vec<BlindIndexKey>, EngineError> {
+        let mut out = Vec::new();
+        for record in self.store.org_keys(org).await? {
+            if record.state == KeyState::Destroyed {
+                continue;
+            }
+            let key = self.keys.org_key(org, record.version).await?;
+            out.push(BlindIndexKey::derive(&key, org).map_err(KeyError::from)?);
+        }
+        Ok(out)
+    }
+
+    /// Which personal and sensitive fields an organisation holds, and how
+    /// many profiles carry each (names and counts only).
+    pub async fn personal_data_report(&self, auth: &Authorized) -> Result<PersonalDataReport, EngineError> {
+        self.require(auth, Action::ViewOrg)?;
+        let org = auth.org();
+        let schema = self.load_schema(org).await?;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut total = 0u64;
+        let mut after = None;
+        loop {
+            let rows = self.store.list_profiles(org, after, MAX_PAGE, &[]).await?;
+            for row in &rows {
+                total += 1;
+                for name in row.field_names.split_whitespace() {
+                    *counts.entry(name.to_owned()).or_default() += 1;
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == MAX_PAGE as usize => after = Some(last.id),
+                _ => break,
+            }
+        }
+        let fields = schema
+            .fields
+            .iter()
+            .filter(|f| f.classification.is_encrypted())
+            .map(|f| FieldHolding {
+                name: f.name.clone(),
+                kind: f.kind,
+                classification: f.classification,
+                deprecated: f.deprecated,
+                profiles: counts.get(f.name.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(PersonalDataReport { schema_version: schema.version, profiles: total, fields })
+    }
+
+    /// Re-wraps every record key of an organisation still wrapped by an
+    /// older organisation-key version under the current one, and rebuilds
+    /// those records' blind-index tokens with the current key. Safe to
+    /// repeat and to run on several instances: each row changes only if
+    /// it is still at the revision read. Returns how many were re-wrapped.
+    pub async fn rewrap_record_keys(&self, org: OrgId) -> Result<usize, EngineError> {
+        let (current, org_key) = self.keys.current_org_key(org).await?;
+        let kv = KeyVersion::new(current).ok_or(KeyError::NoKey)?;
+        let index = BlindIndexKey::derive(&org_key, org).map_err(KeyError::from)?;
+        let schema = self.load_schema(org).await?;
+        let mut done = 0;
+        loop {
+            let rows = self.store.profiles_below_key_version(org, current, 100).await?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let mut progressed = false;
+            for row in rows {
+                let record_key = self.record_key(&row).await?;
+                let fields = self.decrypt_all(&schema, &row, &record_key)?;
+                let terms = terms_for(&schema, &index, &fields);
+                let wrapped =
+                    crypto::wrap_record_key(&org_key, kv, org, row.id, &record_key).map_err(KeyError::from)?;
+                let revision = row.revision;
+                let updated = ProfileRow { record_key: wrapped, key_version: current, ..row };
+                if self.store.update_profile(&updated, revision, Some(&terms)).await? {
+                    done += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                // Every row changed under us; the next pass picks them up.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Unwraps a profile's record key with the organisation key version
+    /// that wrapped it.
+    pub(crate) async fn record_key(&self, row: &ProfileRow) -> Result<Key256, EngineError> {
+        let org_key = self.keys.org_key(row.org_id, row.key_version).await?;
+        let kv = KeyVersion::new(row.key_version).ok_or(KeyError::NoKey)?;
+        crypto::unwrap_record_key(&org_key, kv, row.org_id, row.id, &row.record_key)
+            .map_err(crypto_integrity("record key"))
+    }
+
+    /// The one decrypt path for profile values: unwraps the record key and
+    /// decrypts the fields the caller may see. (The audit trail's decrypt
+    /// entry is written here when the audit issue lands.)
+    async fn open_record(
+        &self,
+        schema: &Schema,
+        row: &ProfileRow,
+        visibility: Visibility,
+    ) -> Result<ProfileView, EngineError> {
+        let present: Vec<&str> = row.field_names.split_whitespace().collect();
+        let needs_key = present
+            .iter()
+            .filter_map(|n| schema.field_named(n))
+            .any(|f| f.classification.is_encrypted() && visibility.shows(f.classification));
+        let fields = if needs_key {
+            let key = self.record_key(row).await?;
+            self.decrypt_all(schema, row, &key)?
+        } else {
+            plain_fields(schema, row)?
+        };
+        Ok(view_of(schema, row, visibility, fields))
+    }
+
+    /// Every value of a record, decrypted. Only for `open_record` and for
+    /// re-encrypting on update or re-wrap (never returned unfiltered).
+    fn decrypt_all(&self, schema: &Schema, row: &ProfileRow, record_key: &Key256) -> Result<Fields, EngineError> {
+        let mut fields = plain_fields(schema, row)?;
+        let sealed: BTreeMap<String, String> =
+            serde_json::from_slice(&row.sealed).map_err(|_| ProfileError::Integrity("profile"))?;
+        for (name, ct) in sealed {
+            let def = schema.field_named(&name).ok_or(ProfileError::Integrity("profile"))?;
+            let ct = B64.decode(ct).map_err(|_| ProfileError::Integrity("profile"))?;
+            let pt = crypto::decrypt_field(record_key, RECORD_KEY_VERSION, row.org_id, row.id, &name, &ct)
+                .map_err(crypto_integrity("profile field"))?;
+            let value = FieldValue::from_bytes(def.kind, &pt).ok_or(ProfileError::Integrity("profile field"))?;
+            fields.insert(def.name.clone(), value);
+        }
+        Ok(fields)
+    }
+}
+
+/// The plain values of a stored record.
+fn plain_fields(schema: &Schema, row: &ProfileRow) -> Result<Fields, EngineError> {
+    let plain: Map<String, Value> = serde_json::from_str(&row.plain).map_err(|_| ProfileError::Integrity("profile"))?;
+    let mut fields = Fields::new();
+    for (name, value) in plain {
+        let def = schema.field_named(&name).ok_or(ProfileError::Integrity("profile"))?;
+        let value = match (&value, def.kind) {
+            (Value::Bool(b), _) => FieldValue::Bool(*b),
+            (Value::Number(n), _) => FieldValue::Number(n.as_f64().ok_or(ProfileError::Integrity("profile"))?),
+            (Value::String(s), _) => FieldValue::Text(s.clone()),
+            _ => return Err(ProfileError::Integrity("profile").into()),
+        };
+        fields.insert(def.name.clone(), value);
+    }
+    Ok(fields)
+}
+
+/// Splits values into the stored form: plain ones as JSON, the others
+/// encrypted under the record key.
+fn seal_fields(
+    schema: &Schema,
+    org: OrgId,
+    id: ProfileId,
+    record_key: &Key256,
+    fields: &Fields,
+) -> Result<Sealed, EngineError> {
+    let mut plain = Map::new();
+    let mut sealed = BTreeMap::new();
+    for (name, value) in fields {
+        let def = schema.field(name).ok_or(ProfileError::Integrity("profile"))?;
+        if def.classification.is_encrypted() {
+            let ct = crypto::encrypt_field(record_key, RECORD_KEY_VERSION, org, id, name.as_str(), &value.to_bytes())
+                .map_err(KeyError::from)?;
+            sealed.insert(name.as_str(), B64.encode(ct));
+        } else {
+            plain.insert(name.to_string(), value.to_json());
+        }
+    }
+    let field_names = fields.keys().map(FieldName::as_str).collect::<Vec<_>>().join(" ");
+    let sealed = serde_json::to_vec(&sealed).map_err(|_| ProfileError::Integrity("profile"))?;
+    Ok(Sealed { field_names, plain: Value::Object(plain).to_string(), sealed })
+}
+
+/// The lookup terms of a record: a blind-index token per searchable
+/// encrypted field, the normalised value of every filterable plain field.
+fn terms_for(schema: &Schema, index: &BlindIndexKey, fields: &Fields) -> Vec<Term> {
+    let mut terms = Vec::new();
+    for (name, value) in fields {
+        let Some(def) = schema.field(name) else { continue };
+        if !def.is_filterable() {
+            continue;
+        }
+        let bytes = value.search_bytes(def.kind);
+        let term = if def.classification.is_encrypted() {
+            index.token(name.as_str(), &bytes).as_bytes().to_vec()
+        } else {
+            bytes
+        };
+        terms.push(Term { field: name.to_string(), term });
+    }
+    terms
+}
+
+/// The caller's view of a record: what they may not see is dropped and
+/// named in `withheld`.
+fn view_of(schema: &Schema, row: &ProfileRow, visibility: Visibility, mut fields: Fields) -> ProfileView {
+    let withheld = row
+        .field_names
+        .split_whitespace()
+        .filter_map(|n| schema.field_named(n))
+        .filter(|f| !visibility.shows(f.classification))
+        .map(|f| f.name.clone())
+        .collect();
+    fields.retain(|name, _| schema.field(name).is_some_and(|f| visibility.shows(f.classification)));
+    ProfileView {
+        id: row.id,
+        revision: row.revision,
+        schema_version: row.schema_version,
+        owner: row.owner,
+        created_at: row.created_at,
+        created_by: row.created_by.clone(),
+        updated_at: row.updated_at,
+        updated_by: row.updated_by.clone(),
+        fields,
+        withheld,
+    }
+}
