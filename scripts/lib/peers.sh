@@ -1,9 +1,9 @@
 # peers.sh: sourced helpers to run throwaway key-management peers for tests: a SoftHSM token (PKCS#11), moto (AWS KMS), OpenBao dev server (Transit),
-# plus an SMTP sink writing a Maildir (aiosmtpd) and reference tools for OTP (oathtool, pyotp) and JOSE (jwcrypto).
-# Usage: source scripts/lib/peers.sh; trap peers_stop EXIT; softhsm_start; moto_start; openbao_start; smtp_start; otp_install; jwcrypto_install
+# plus an SMTP sink writing a Maildir (aiosmtpd), reference tools for OTP (oathtool, pyotp) and JOSE (jwcrypto), and the API fuzzer schemathesis.
+# Usage: source scripts/lib/peers.sh; trap peers_stop EXIT; softhsm_start; moto_start; openbao_start; smtp_start; otp_install; jwcrypto_install; schemathesis_install
 # Exports STRONGROOM_TEST_PKCS11_{MODULE,TOKEN,PIN}, STRONGROOM_TEST_AWS_ENDPOINT (+ AWS_*), STRONGROOM_TEST_TRANSIT_{ADDR,TOKEN,KEY},
-# STRONGROOM_TEST_SMTP_ADDR, STRONGROOM_TEST_MAILDIR, STRONGROOM_TEST_PYOTP_PYTHON, STRONGROOM_TEST_JWCRYPTO_PYTHON.
-# Venvs live at ${STRONGROOM_TEST_VENV_DIR:-<repo>/target/venvs}/{moto,openbao,smtp,pyotp,jwcrypto}; logs, config, tokens and the Maildir in one temp dir (PEERS_TEST_DIR).
+# STRONGROOM_TEST_SMTP_ADDR, STRONGROOM_TEST_MAILDIR, STRONGROOM_TEST_PYOTP_PYTHON, STRONGROOM_TEST_JWCRYPTO_PYTHON, STRONGROOM_TEST_SCHEMATHESIS.
+# Venvs live at ${STRONGROOM_TEST_VENV_DIR:-<repo>/target/venvs}/{moto,openbao,smtp,pyotp,jwcrypto,schemathesis}; logs, config, tokens and the Maildir in one temp dir (PEERS_TEST_DIR).
 
 _PEERS_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/lib/packages.sh
@@ -188,6 +188,14 @@ jwcrypto_install() {
   venv="$(_peers_venv jwcrypto jwcrypto ./python -c 'import jwcrypto.jwk, jwcrypto.jws, jwcrypto.jwe, jwcrypto.jwt')" || return 1
   export STRONGROOM_TEST_JWCRYPTO_PYTHON="$venv/bin/python"
   echo "jwcrypto: ready, jwcrypto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("jwcrypto"))') ($STRONGROOM_TEST_JWCRYPTO_PYTHON)"
+}
+
+# API fuzzer: schemathesis 4.x (venv), which the OpenAPI test runs against the served document; nothing to start.
+schemathesis_install() {
+  local venv
+  venv="$(_peers_venv schemathesis 'schemathesis>=4.32,<5' ./st --version)" || return 1
+  export STRONGROOM_TEST_SCHEMATHESIS="$venv/bin/st"
+  echo "schemathesis: ready, $("$STRONGROOM_TEST_SCHEMATHESIS" --version) ($STRONGROOM_TEST_SCHEMATHESIS)"
 }
 
 # Stop moto, OpenBao and the SMTP sink and delete the temp dir; idempotent, safe if nothing started (use in trap ... EXIT).

@@ -34,6 +34,9 @@ pub enum Command {
     /// Inspect and manage the key hierarchy.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Verify and checkpoint the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -142,6 +145,22 @@ pub enum MemberCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every audit chain (or one organisation's) against its signed
+    /// checkpoints; report the first bad entry and exit non-zero.
+    Verify {
+        /// Only this organisation's chain (its slug).
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Sign a checkpoint of every chain that grew since its last one
+    /// (`serve` does this every minute).
+    Checkpoint(ConfigArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,6 +29,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args),
         Command::Org(cmd) => ops::org(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
+        Command::Audit(cmd) => ops::audit(cmd),
         Command::User(cmd) => ops::user(cmd),
         Command::Member(cmd) => ops::member(cmd),
     };

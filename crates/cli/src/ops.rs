@@ -9,7 +9,7 @@ use domain::{DisplayName, Email, KeyState, NewOrganisation, OrgName, OrgSlug, Pl
 use engine::{Engine, NewUser};
 use zeroize::Zeroizing;
 
-use crate::args::{ConfigArgs, KeysCommand, MemberCommand, OrgCommand, UserCommand};
+use crate::args::{AuditCommand, ConfigArgs, KeysCommand, MemberCommand, OrgCommand, UserCommand};
 use crate::{block_on, load_config};
 
 /// The operator a development deployment starts with.
@@ -129,6 +129,49 @@ fn org_update(
         engine.shutdown().await;
         Ok(())
     })
+}
+
+/// `strongroom audit ...`.
+pub fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Verify { org, config } => {
+            let config = load_config(&config)?;
+            block_on(async {
+                let engine = server::open_engine(&config, false).await?;
+                let org = match org {
+                    Some(s) => Some(engine.org_by_slug(&slug(&s)?).await?.id),
+                    None => None,
+                };
+                let reports = engine.verify_audit(org).await?;
+                engine.shutdown().await;
+                let mut bad = 0;
+                for r in &reports {
+                    match &r.result {
+                        Ok(v) => println!("{}: ok, {} entries, {} checkpoints", r.chain, v.entries, v.checkpoints),
+                        Err(e) => {
+                            bad += 1;
+                            println!("{}: BROKEN: {e}", r.chain);
+                        }
+                    }
+                }
+                if bad > 0 {
+                    anyhow::bail!("{bad} of {} audit chains failed verification", reports.len());
+                }
+                println!("{} audit chains verified", reports.len());
+                Ok(())
+            })
+        }
+        AuditCommand::Checkpoint(config) => {
+            let config = load_config(&config)?;
+            block_on(async {
+                let engine = server::open_engine(&config, false).await?;
+                let signed = engine.checkpoint_chains().await?;
+                engine.shutdown().await;
+                println!("Signed {signed} checkpoints");
+                Ok(())
+            })
+        }
+    }
 }
 
 pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {

@@ -27,6 +27,8 @@ pub enum KeyPurpose {
     PlatformSecrets,
     /// The seed of an Ed25519 key that signs access tokens.
     TokenSigning,
+    /// The seed of the Ed25519 key that signs audit checkpoints.
+    AuditSigning,
     /// Used only by the KMS conformance tests.
     Conformance,
 }
@@ -38,6 +40,7 @@ impl KeyPurpose {
             Self::DatabaseKey => "database-key",
             Self::PlatformSecrets => "platform-secrets",
             Self::TokenSigning => "token-signing",
+            Self::AuditSigning => "audit-signing",
             Self::Conformance => "conformance",
         }
     }

@@ -21,6 +21,7 @@ use store::{AttachmentRow, BlobError, BlobKey, BlobStore, ProfileRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::{Pending, by, org_chain, profile_target};
 use crate::identity::{Authorized, Principal};
 use crate::profiles::{ProfileError, actor_of};
 use crate::{Denied, Engine, EngineError, KeyError};
@@ -258,6 +259,9 @@ impl Engine {
                 return Err(e.into());
             }
         };
+        let entry =
+            by(auth.principal(), "attachment.upload", profile_target(profile), vec![format!("attachment:{id}")]);
+        self.record(&Pending::new(org_chain(org), vec![entry])).await?;
         let info = AttachmentInfo {
             name: name.to_owned(),
             content_type: attachment.content_type,
@@ -294,6 +298,11 @@ impl Engine {
     ) -> Result<Vec<AttachmentInfo>, EngineError> {
         let row = self.readable_profile(principal, org, profile).await?;
         let record_key = self.record_key(&row).await?;
+        self.record(&Pending::new(
+            org_chain(org),
+            vec![by(principal, "attachment.list", profile_target(profile), Vec::new())],
+        ))
+        .await?;
         let mut out = Vec::new();
         for a in self.store.attachments(org, profile).await? {
             let name =
@@ -352,6 +361,8 @@ impl Engine {
                 None => break,
             }
         }
+        let entry = by(principal, "attachment.download", profile_target(profile), vec![format!("attachment:{}", a.id)]);
+        self.record(&Pending::new(org_chain(org), vec![entry])).await?;
         let stream: PlainStream = Box::pin(futures_util::stream::iter(first).chain(plain));
         let info = AttachmentInfo {
             name: name.to_owned(),
@@ -381,6 +392,8 @@ impl Engine {
             .await?
             .ok_or(AttachmentError::NotFound)?;
         self.forget_blobs(vec![key]).await;
+        let entry = by(auth.principal(), "attachment.delete", profile_target(profile), Vec::new());
+        self.record(&Pending::new(org_chain(org), vec![entry])).await?;
         Ok(())
     }
 

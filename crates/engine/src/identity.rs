@@ -332,9 +332,15 @@ impl Engine {
         let verified = self.check_password(password, hash).await?;
         let user = match user {
             Some(u) if verified.ok && u.status == UserStatus::Active => u,
-            _ => {
+            other => {
                 self.identity.throttle.failed(&keys);
                 metrics::counter!("strongroom_signin_failures_total").increment(1);
+                // The attempted address is personal: only a known account's
+                // id is recorded.
+                let target = other.map_or_else(|| "user:unknown".to_owned(), |u| format!("user:{}", u.id));
+                let mut entry = crate::audit::draft("anonymous".into(), "signin", target, Vec::new());
+                entry.outcome = "failure".into();
+                self.signin_audit(entry).await;
                 return Err(AuthError::InvalidCredentials);
             }
         };
@@ -355,7 +361,20 @@ impl Engine {
             revoked_at: None,
         };
         self.store.create_session(&session, &token.digest()).await?;
+        let entry =
+            crate::audit::draft(format!("user:{}", user.id), "signin", format!("session:{}", session.id), Vec::new());
+        self.signin_audit(entry).await;
         Ok((token, session, user))
+    }
+
+    /// Records a sign-in on the platform chain. A failure to record is
+    /// logged, not fatal: refusing every sign-in while the store hiccups
+    /// would lock everyone out.
+    async fn signin_audit(&self, entry: audit::Draft) {
+        let pending = crate::audit::Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry]);
+        if let Err(e) = self.record(&pending).await {
+            tracing::warn!(error = %e, "could not record a sign-in in the audit trail");
+        }
     }
 
     /// Identifies the caller from a session secret: it must exist, be
@@ -874,6 +893,13 @@ impl Engine {
             return Err(EngineError::LastOwner);
         }
         self.store.put_membership(auth.org(), user, role).await?;
+        let entry = crate::audit::by(
+            auth.principal(),
+            "member.put",
+            format!("user:{user}"),
+            vec![format!("role:{}", role.as_str())],
+        );
+        self.record(&crate::audit::Pending::new(crate::audit::org_chain(auth.org()), vec![entry])).await?;
         Ok(())
     }
 
@@ -889,7 +915,12 @@ impl Engine {
                 return Err(EngineError::LastOwner);
             }
         }
-        Ok(self.store.remove_membership(auth.org(), user).await?)
+        let removed = self.store.remove_membership(auth.org(), user).await?;
+        if removed {
+            let entry = crate::audit::by(auth.principal(), "member.remove", format!("user:{user}"), Vec::new());
+            self.record(&crate::audit::Pending::new(crate::audit::org_chain(auth.org()), vec![entry])).await?;
+        }
+        Ok(removed)
     }
 
     /// Adds a member on behalf of the platform (the CLI or an operator

@@ -113,6 +113,7 @@ pub struct Keys {
 
 /// The stored name of the platform-secrets key.
 const PLATFORM_SECRETS: &str = "platform-secrets";
+const AUDIT_SIGNING: &str = "audit-signing";
 
 fn platform_context(version: u32) -> KeyContext {
     KeyContext { purpose: crypto::KeyPurpose::PlatformSecrets, scope: "deployment".into(), version }
@@ -359,6 +360,25 @@ impl Keys {
         Ok((version, key))
     }
 
+    /// The Ed25519 key that signs audit checkpoints: its seed created on
+    /// first use, wrapped by the root key.
+    pub async fn audit_signing_key(&self) -> Result<crypto::jose::SigningKey, KeyError> {
+        let ctx = || KeyContext { purpose: crypto::KeyPurpose::AuditSigning, scope: "deployment".into(), version: 1 };
+        let wrapped = match self.store.platform_key(AUDIT_SIGNING).await? {
+            Some((_, w, _)) => w,
+            None => {
+                let (_, wrapped) = self.kms.generate_data_key(&ctx()).await.map_err(|e| self.failed(None, e))?;
+                match self.store.insert_platform_key(AUDIT_SIGNING, 1, &wrapped.0, &self.kms.info().key_id).await {
+                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                self.store.platform_key(AUDIT_SIGNING).await?.map(|(_, w, _)| w).ok_or(KeyError::NoKey)?
+            }
+        };
+        let seed = self.kms.unwrap(&WrappedKey(wrapped), &ctx()).await.map_err(|e| self.failed(None, e))?;
+        Ok(crypto::jose::SigningKey::from_seed(seed.expose_for_cipher()))
+    }
+
     /// A platform-secrets key by version (every version so far is 1).
     pub async fn platform_key_version(&self, version: u32) -> Result<Arc<Key256>, KeyError> {
         let (current, key) = self.platform_key().await?;
@@ -381,15 +401,21 @@ impl Keys {
     }
 
     async fn rewrap_platform_key(&self, current: &str) -> Result<usize, KeyError> {
-        let Some((version, wrapped, key_id)) = self.store.platform_key(PLATFORM_SECRETS).await? else { return Ok(0) };
-        if key_id == current {
-            return Ok(0);
+        let mut done = 0;
+        for (purpose, kind) in
+            [(PLATFORM_SECRETS, crypto::KeyPurpose::PlatformSecrets), (AUDIT_SIGNING, crypto::KeyPurpose::AuditSigning)]
+        {
+            let Some((version, wrapped, key_id)) = self.store.platform_key(purpose).await? else { continue };
+            if key_id == current {
+                continue;
+            }
+            let ctx = KeyContext { purpose: kind, scope: "deployment".into(), version };
+            let key = self.kms.unwrap(&WrappedKey(wrapped), &ctx).await.map_err(|e| self.failed(None, e))?;
+            let rewrapped = self.kms.wrap(&key, &ctx).await.map_err(|e| self.failed(None, e))?;
+            self.store.rewrap_platform_key(purpose, version, &rewrapped.0, current).await?;
+            done += 1;
         }
-        let ctx = platform_context(version);
-        let key = self.kms.unwrap(&WrappedKey(wrapped), &ctx).await.map_err(|e| self.failed(None, e))?;
-        let rewrapped = self.kms.wrap(&key, &ctx).await.map_err(|e| self.failed(None, e))?;
-        self.store.rewrap_platform_key(PLATFORM_SECRETS, version, &rewrapped.0, current).await?;
-        Ok(1)
+        Ok(done)
     }
 
     /// Every key version and how far root re-wrapping has got.

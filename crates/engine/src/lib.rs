@@ -7,6 +7,7 @@
 //! profiles and audit arrive with their issues.
 
 pub mod attachments;
+pub mod audit;
 pub mod identity;
 pub mod keys;
 pub mod mail;
@@ -20,6 +21,7 @@ use kms::Kms;
 use store::Store;
 
 pub use attachments::{AttachmentError, AttachmentInfo, PlainStream};
+pub use audit::{AuditFilter, AuditView, ChainReport, PLATFORM_CHAIN, org_chain};
 pub use identity::{
     AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
     ServiceAccountGrant, SessionPolicy, TotpEnrolment,

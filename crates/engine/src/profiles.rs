@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use store::{ProfileRow, SchemaRecord, Term, TermFilter};
 use time::OffsetDateTime;
 
+use crate::audit::{Pending, append_of, by, draft, org_chain, profile_target};
 use crate::identity::{Authorized, Principal};
 use crate::{Denied, Engine, EngineError, KeyError};
 
@@ -199,6 +200,10 @@ impl Engine {
             store::StoreError::Conflict { .. } => ProfileError::SchemaChanged.into(),
             e => EngineError::from(e),
         })?;
+        let added =
+            next.fields.iter().filter(|f| current.field(&f.name) != Some(f)).map(|f| f.name.to_string()).collect();
+        let target = format!("schema:{}", next.version);
+        self.record(&Pending::new(org_chain(org), vec![by(auth.principal(), "schema.update", target, added)])).await?;
         Ok(next)
     }
 
@@ -245,7 +250,11 @@ impl Engine {
             updated_at: now,
             updated_by: actor,
         };
-        self.store.insert_profile(&row, &terms).await?;
+        let names = fields.keys().map(FieldName::to_string).collect();
+        let pending =
+            Pending::new(org_chain(org), vec![by(auth.principal(), "profile.create", profile_target(id), names)]);
+        let sealer = pending.sealer();
+        self.store.insert_profile(&row, &terms, Some(&append_of!(pending, sealer))).await?;
         Ok(view_of(&schema, &row, Visibility::of(auth), fields))
     }
 
@@ -272,7 +281,7 @@ impl Engine {
                 match row {
                     Some(row) if principal.service_account.is_none() && row.owner == Some(principal.user) => {
                         let schema = self.load_schema(org).await?;
-                        return self.open_record(&schema, &row, Visibility::All).await;
+                        return self.open_record(principal, &schema, &row, Visibility::All).await;
                     }
                     _ => return Err(denied.into()),
                 }
@@ -281,7 +290,7 @@ impl Engine {
         };
         let row = self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?;
         let schema = self.load_schema(org).await?;
-        self.open_record(&schema, &row, visibility).await
+        self.open_record(principal, &schema, &row, visibility).await
     }
 
     /// The profiles linked to a user's own account, in any organisation.
@@ -316,6 +325,12 @@ impl Engine {
         }
         let record_key = self.record_key(&row).await?;
         let mut fields = self.decrypt_all(&schema, &row, &record_key)?;
+        let mut changed: Vec<String> = patch.set.keys().chain(&patch.remove).map(FieldName::to_string).collect();
+        changed.sort();
+        changed.dedup();
+        if owner.is_some() {
+            changed.push("owner_user_id".into());
+        }
         for name in &patch.remove {
             fields.remove(name);
         }
@@ -334,7 +349,10 @@ impl Engine {
             updated_by: actor_of(auth.principal()),
             ..row
         };
-        if !self.store.update_profile(&updated, if_match, Some(&terms)).await? {
+        let pending =
+            Pending::new(org_chain(org), vec![by(auth.principal(), "profile.update", profile_target(id), changed)]);
+        let sealer = pending.sealer();
+        if !self.store.update_profile(&updated, if_match, Some(&terms), Some(&append_of!(pending, sealer))).await? {
             return Err(ProfileError::Stale.into());
         }
         Ok(view_of(&schema, &updated, Visibility::of(auth), fields))
@@ -350,7 +368,10 @@ impl Engine {
             return Err(ProfileError::Stale.into());
         }
         let blobs: Vec<String> = self.store.attachments(org, id).await?.into_iter().map(|a| a.blob_key).collect();
-        if !self.store.delete_profile(org, id, if_match).await? {
+        let pending =
+            Pending::new(org_chain(org), vec![by(auth.principal(), "profile.delete", profile_target(id), Vec::new())]);
+        let sealer = pending.sealer();
+        if !self.store.delete_profile(org, id, if_match, Some(&append_of!(pending, sealer))).await? {
             return Err(ProfileError::Stale.into());
         }
         self.forget_blobs(blobs).await;
@@ -394,10 +415,8 @@ impl Engine {
         let rows = self.store.list_profiles(org, query.after, limit + 1, &filters).await?;
         let visibility = Visibility::of(auth);
         let more = rows.len() > limit as usize;
-        let mut items = Vec::with_capacity(rows.len().min(limit as usize));
-        for row in rows.iter().take(limit as usize) {
-            items.push(self.open_record(&schema, row, visibility).await?);
-        }
+        let page = &rows[..rows.len().min(limit as usize)];
+        let items = self.open_records(auth.principal(), &schema, page, visibility).await?;
         let next = if more { items.last().map(|p| p.id) } else { None };
         Ok(Page { items, next })
     }
@@ -476,8 +495,16 @@ impl Engine {
                 let wrapped =
                     crypto::wrap_record_key(&org_key, kv, org, row.id, &record_key).map_err(KeyError::from)?;
                 let revision = row.revision;
+                let target = profile_target(row.id);
                 let updated = ProfileRow { record_key: wrapped, key_version: current, ..row };
-                if self.store.update_profile(&updated, revision, Some(&terms)).await? {
+                let pending =
+                    Pending::new(org_chain(org), vec![draft("system".into(), "record_key.rewrap", target, Vec::new())]);
+                let sealer = pending.sealer();
+                if self
+                    .store
+                    .update_profile(&updated, revision, Some(&terms), Some(&append_of!(pending, sealer)))
+                    .await?
+                {
                     done += 1;
                     progressed = true;
                 }
@@ -502,6 +529,41 @@ impl Engine {
     /// decrypts the fields the caller may see. (The audit trail's decrypt
     /// entry is written here when the audit issue lands.)
     async fn open_record(
+        &self,
+        principal: &Principal,
+        schema: &Schema,
+        row: &ProfileRow,
+        visibility: Visibility,
+    ) -> Result<ProfileView, EngineError> {
+        let mut views = self.open_records(principal, schema, std::slice::from_ref(row), visibility).await?;
+        views.pop().ok_or_else(|| ProfileError::NotFound.into())
+    }
+
+    /// Decrypts records for a caller and records one `profile.read` audit
+    /// entry per record (naming the fields shown) before anything is
+    /// returned: no decrypt without its audit entry.
+    async fn open_records(
+        &self,
+        principal: &Principal,
+        schema: &Schema,
+        rows: &[ProfileRow],
+        visibility: Visibility,
+    ) -> Result<Vec<ProfileView>, EngineError> {
+        let Some(first) = rows.first() else { return Ok(Vec::new()) };
+        let mut views = Vec::with_capacity(rows.len());
+        let mut drafts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let view = self.decrypt_for(schema, row, visibility).await?;
+            let shown = view.fields.keys().map(FieldName::to_string).collect();
+            drafts.push(by(principal, "profile.read", profile_target(row.id), shown));
+            views.push(view);
+        }
+        self.record(&Pending::new(org_chain(first.org_id), drafts)).await?;
+        Ok(views)
+    }
+
+    /// Decrypts what the caller may see of one record.
+    async fn decrypt_for(
         &self,
         schema: &Schema,
         row: &ProfileRow,

@@ -58,6 +58,12 @@ impl RawJson {
             return Err(Problem::new(Kind::UnsupportedMediaType)
                 .with_detail("the request body must be JSON (Content-Type: application/json)"));
         }
+        // serde takes a JSON array for a struct, member by member in order:
+        // every body of this API is an object, so anything else is refused.
+        if self.bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&self.bytes).map_err(describe)?;
+            return Err(Problem::new(Kind::InvalidBody).with_detail("the body must be a JSON object"));
+        }
         serde_json::from_slice(&self.bytes).map_err(describe)
     }
 }
@@ -171,6 +177,19 @@ mod tests {
             post_json("application/json", r#"{"name":"a","count":"jane.doe@example.com"}"#).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(!detail.contains("jane.doe"), "the submitted value is not echoed: {detail}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_an_object_is_refused_even_when_serde_would_take_it() {
+        // As an array, serde would fill the struct's members in order.
+        for body in [r#"["a", 1]"#, " [] ", "null", "\"a\"", "3"] {
+            let (status, _, ty, detail) = post_json("application/json", body).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(ty, "urn:strongroom:problem:invalid-body", "{body}");
+            assert_eq!(detail, "the body must be a JSON object", "{body}");
+        }
+        let (status, _, ty, _) = post_json("application/json", "[1,").await;
+        assert_eq!((status, ty.as_str()), (StatusCode::BAD_REQUEST, "urn:strongroom:problem:malformed-json"));
     }
 
     #[tokio::test]

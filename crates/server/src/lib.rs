@@ -7,9 +7,11 @@
 
 pub mod api;
 pub mod config;
+mod drain;
 pub mod json;
 pub mod keys;
 pub mod observe;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod telemetry;
@@ -76,6 +78,7 @@ pub fn with_layers(routes: Router, limits: &HttpLimits) -> Router {
             .layer(middleware::from_fn(observe::observe))
             .layer(middleware::from_fn(problem::problemise))
             .layer(CatchPanicLayer::custom(problem::from_panic))
+            .layer(middleware::from_fn(drain::drain_unread_body))
             .layer(middleware::from_fn(move |req, next| limit_request(limits.clone(), req, next)))
             .layer(DefaultBodyLimit::max(body_limit)),
     )
@@ -213,6 +216,27 @@ fn tls_source(config: &Config) -> TlsSource {
 /// organisation key version.
 const REWRAP_EVERY: Duration = Duration::from_secs(600);
 
+/// How often `serve` signs checkpoints of the audit chains that grew.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
+/// Every background job of a serving instance, stopped with the server.
+async fn background_jobs(engine: Engine) {
+    let checkpoints = {
+        let engine = engine.clone();
+        async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = engine.checkpoint_chains().await {
+                    tracing::warn!(error = %e, "audit checkpoint failed; retrying next minute");
+                }
+            }
+        }
+    };
+    tokio::join!(rewrap_job(engine), checkpoints);
+}
+
 /// The background job that finishes key rotations: re-wraps record keys
 /// under each organisation's current key version. `keys rotate` does this
 /// at once; the job catches anything an interrupted rotation left, and
@@ -333,7 +357,7 @@ pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyh
     let task =
         tokio::spawn(async move { server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await });
     tracing::info!(address = %local_addr, backend, "serving HTTPS");
-    let jobs = tokio::spawn(rewrap_job(engine.clone()));
+    let jobs = tokio::spawn(background_jobs(engine.clone()));
     Ok(Running {
         jobs,
         local_addr,

@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The media type of problem details.
 pub const CONTENT_TYPE: &str = "application/problem+json";
@@ -136,18 +137,37 @@ pub struct Problem {
     errors: Vec<domain::Violation>,
 }
 
-#[derive(Serialize)]
-struct Body_<'a> {
+/// The body of every problem response. It is also the `Problem` schema of
+/// the OpenAPI document, so the document describes what is sent.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Problem, title = "Problem", description = "RFC 9457 problem details")]
+pub struct ProblemBody<'a> {
+    /// A stable URI, `urn:strongroom:problem:<slug>`, that clients may match on.
     #[serde(rename = "type")]
+    #[schema(example = "urn:strongroom:problem:not-found", pattern = "^urn:strongroom:problem:[a-z-]+$")]
     type_uri: String,
     title: &'static str,
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
     /// Every problem with the input, by JSON pointer and rule; never the
-    /// offending value.
+    /// offending value. Present only on `validation-failed`.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(value_type = Option<Vec<ViolationSchema>>)]
     errors: &'a [domain::Violation],
+}
+
+/// One problem with the input (the schema of `domain::Violation`).
+#[derive(Debug, ToSchema)]
+#[schema(as = Violation, title = "Violation")]
+#[allow(dead_code)]
+pub struct ViolationSchema {
+    /// A JSON pointer to the offending member, such as `/fields/email`.
+    path: String,
+    /// The rule it breaks, such as `required` or `format`.
+    rule: String,
+    message: String,
 }
 
 impl Problem {
@@ -171,7 +191,7 @@ impl Problem {
 
     fn body(&self) -> Vec<u8> {
         let (status, _, title) = self.kind.parts();
-        let body = Body_ {
+        let body = ProblemBody {
             type_uri: self.kind.type_uri(),
             title,
             status: status.as_u16(),

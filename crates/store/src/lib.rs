@@ -4,14 +4,17 @@
 //! Architecture invariant: only this crate knows SQL. Every call on
 //! tenant-owned data takes an `OrgId` and filters by it in the query itself.
 
+mod audit;
 pub mod blobs;
 mod identity;
 mod migrate;
 mod postgres;
+mod postgres_audit;
 mod postgres_identity;
 mod postgres_profiles;
 mod profiles;
 mod sqlite;
+mod sqlite_audit;
 mod sqlite_identity;
 mod sqlite_profiles;
 
@@ -20,6 +23,7 @@ use std::path::PathBuf;
 use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, ProfileId, Role, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
+pub use audit::{AuditAppend, AuditRow, CheckpointRow, Sealer};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use identity::{
     InvitationRecord, MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord,
@@ -471,8 +475,13 @@ impl Store {
     }
 
     /// Stores a new profile and its lookup terms in one transaction.
-    pub async fn insert_profile(&self, profile: &ProfileRow, terms: &[Term]) -> Result<()> {
-        dispatch!(self.insert_profile(profile, terms))
+    pub async fn insert_profile(
+        &self,
+        profile: &ProfileRow,
+        terms: &[Term],
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<()> {
+        dispatch!(self.insert_profile(profile, terms, audit))
     }
 
     pub async fn get_profile(&self, org: OrgId, id: ProfileId) -> Result<Option<ProfileRow>> {
@@ -487,14 +496,49 @@ impl Store {
         profile: &ProfileRow,
         expected_revision: i64,
         terms: Option<&[Term]>,
+        audit: Option<&AuditAppend<'_>>,
     ) -> Result<bool> {
-        dispatch!(self.update_profile(profile, expected_revision, terms))
+        dispatch!(self.update_profile(profile, expected_revision, terms, audit))
     }
 
     /// Deletes a profile (its terms and attachment rows go with it) if it
     /// is still at `expected_revision`.
-    pub async fn delete_profile(&self, org: OrgId, id: ProfileId, expected_revision: i64) -> Result<bool> {
-        dispatch!(self.delete_profile(org, id, expected_revision))
+    pub async fn delete_profile(
+        &self,
+        org: OrgId,
+        id: ProfileId,
+        expected_revision: i64,
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<bool> {
+        dispatch!(self.delete_profile(org, id, expected_revision, audit))
+    }
+
+    /// Appends entries to an audit chain in a transaction of their own.
+    pub async fn append_audit(&self, append: &AuditAppend<'_>) -> Result<()> {
+        dispatch!(self.append_audit(append))
+    }
+
+    /// A chain's entries after position `after`, in order.
+    pub async fn audit_entries(&self, chain: &str, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        dispatch!(self.audit_entries(chain, after, limit))
+    }
+
+    /// A chain's entries about one target, after position `after`.
+    pub async fn audit_entries_for(&self, chain: &str, target: &str, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        dispatch!(self.audit_entries_for(chain, target, after, limit))
+    }
+
+    /// Every chain with its head: (chain, size, head hash).
+    pub async fn audit_chains(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
+        dispatch!(self.audit_chains())
+    }
+
+    pub async fn insert_checkpoint(&self, checkpoint: &CheckpointRow) -> Result<()> {
+        dispatch!(self.insert_checkpoint(checkpoint))
+    }
+
+    pub async fn checkpoints(&self, chain: &str) -> Result<Vec<CheckpointRow>> {
+        dispatch!(self.checkpoints(chain))
     }
 
     /// One page of an organisation's profiles in id order, after `after`,

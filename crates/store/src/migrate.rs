@@ -93,6 +93,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     },
     Migration { version: 6, name: "invitations", sql: include_str!("../migrations/sqlite/0006_invitations.sql") },
     Migration { version: 7, name: "profiles", sql: include_str!("../migrations/sqlite/0007_profiles.sql") },
+    Migration { version: 8, name: "audit", sql: include_str!("../migrations/sqlite/0008_audit.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -108,6 +109,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     },
     Migration { version: 6, name: "invitations", sql: include_str!("../migrations/postgres/0006_invitations.sql") },
     Migration { version: 7, name: "profiles", sql: include_str!("../migrations/postgres/0007_profiles.sql") },
+    Migration { version: 8, name: "audit", sql: include_str!("../migrations/postgres/0008_audit.sql") },
 ];
 
 #[cfg(test)]

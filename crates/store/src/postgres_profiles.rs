@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
+use crate::audit::AuditAppend;
 use crate::postgres::PgStore;
 use crate::profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
 use crate::{Result, StoreError, conflict_or};
@@ -103,7 +104,12 @@ impl PgStore {
             .try_get(0)?)
     }
 
-    pub(crate) async fn insert_profile(&self, p: &ProfileRow, terms: &[Term]) -> Result<()> {
+    pub(crate) async fn insert_profile(
+        &self,
+        p: &ProfileRow,
+        terms: &[Term],
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO profiles (org_id, id, revision, schema_version, owner_user_id, record_key, key_version,
@@ -136,6 +142,9 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(a) = audit {
+            crate::postgres_audit::append_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -155,6 +164,7 @@ impl PgStore {
         p: &ProfileRow,
         expected_revision: i64,
         terms: Option<&[Term]>,
+        audit: Option<&AuditAppend<'_>>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -196,18 +206,35 @@ impl PgStore {
                     .await?;
             }
         }
+        if let Some(a) = audit {
+            crate::postgres_audit::append_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
 
-    pub(crate) async fn delete_profile(&self, org: OrgId, id: ProfileId, expected_revision: i64) -> Result<bool> {
+    pub(crate) async fn delete_profile(
+        &self,
+        org: OrgId,
+        id: ProfileId,
+        expected_revision: i64,
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM profiles WHERE org_id = $1 AND id = $2 AND revision = $3")
             .bind(org.as_uuid())
             .bind(id.as_uuid())
             .bind(expected_revision)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(a) = audit {
+            crate::postgres_audit::append_in(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub(crate) async fn list_profiles(

@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
+use crate::audit::AuditAppend;
 use crate::profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
 use crate::sqlite::SqliteStore;
 use crate::{Result, StoreError, conflict_or};
@@ -103,7 +104,12 @@ impl SqliteStore {
             .try_get(0)?)
     }
 
-    pub(crate) async fn insert_profile(&self, p: &ProfileRow, terms: &[Term]) -> Result<()> {
+    pub(crate) async fn insert_profile(
+        &self,
+        p: &ProfileRow,
+        terms: &[Term],
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO profiles (org_id, id, revision, schema_version, owner_user_id, record_key, key_version,
@@ -136,6 +142,9 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(a) = audit {
+            crate::sqlite_audit::append_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -155,6 +164,7 @@ impl SqliteStore {
         p: &ProfileRow,
         expected_revision: i64,
         terms: Option<&[Term]>,
+        audit: Option<&AuditAppend<'_>>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -196,18 +206,35 @@ impl SqliteStore {
                     .await?;
             }
         }
+        if let Some(a) = audit {
+            crate::sqlite_audit::append_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
 
-    pub(crate) async fn delete_profile(&self, org: OrgId, id: ProfileId, expected_revision: i64) -> Result<bool> {
+    pub(crate) async fn delete_profile(
+        &self,
+        org: OrgId,
+        id: ProfileId,
+        expected_revision: i64,
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM profiles WHERE org_id = ?1 AND id = ?2 AND revision = ?3")
             .bind(org.as_uuid())
             .bind(id.as_uuid())
             .bind(expected_revision)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(a) = audit {
+            crate::sqlite_audit::append_in(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub(crate) async fn list_profiles(

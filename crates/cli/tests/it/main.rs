@@ -3,12 +3,14 @@
 //! PostgreSQL. Each module says what belongs in it.
 
 mod attachments;
+mod audit;
 mod binary;
 mod errors;
 mod identity;
 mod keys;
 mod mfa;
 mod migrations;
+mod openapi;
 mod ops;
 mod organisations;
 mod profiles;

@@ -148,7 +148,14 @@ fn summary(errors: &[domain::Violation]) -> String {
     }
 }
 
+/// The challenge a 401 for a missing or ended session carries (RFC 9110
+/// §11.6.1 requires one): a bearer token is the one HTTP scheme accepted.
+pub const CHALLENGE: &str = "Bearer realm=\"strongroom\"";
+
 /// 401: no valid session.
 pub fn unauthenticated() -> Response {
-    Problem::new(Kind::Unauthenticated).with_detail("sign in first, or the session has ended").into_response()
+    let mut res =
+        Problem::new(Kind::Unauthenticated).with_detail("sign in first, or the session has ended").into_response();
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+    res
 }

@@ -3,6 +3,7 @@
 //! protected handler takes `Caller`, which only exists once the session
 //! layer has authenticated the request.
 
+mod audit;
 mod auth;
 mod error;
 mod oauth;
@@ -11,11 +12,13 @@ mod profiles;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{delete, get, post, put};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use auth::{Caller, SESSION_COOKIE};
+pub use auth::{Caller, SESSION_COOKIE, Status};
+pub use error::CHALLENGE;
 
-use crate::{AppState, ops};
+use crate::{AppState, openapi, ops};
 
 /// The routes anyone may call, by path. The route inventory test keeps this
 /// list honest.
@@ -23,6 +26,7 @@ pub const PUBLIC: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
+    "/v1/openapi.json",
     "/v1/auth/login",
     "/v1/auth/setup-password",
     "/v1/auth/password-reset",
@@ -33,47 +37,107 @@ pub const PUBLIC: &[&str] = &[
     "/v1/invitations/accept",
 ];
 
-/// Every route, public and protected.
+// Every route is declared here by its handler; the method and path come
+// from the handler's `#[utoipa::path]` annotation, so the router and the
+// OpenAPI document are built from one table and cannot disagree. Handlers
+// of one path share a `routes!(...)`.
+
+fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::setup_password))
+        .routes(routes!(auth::request_reset))
+        .routes(routes!(auth::complete_reset))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::revoke))
+        .routes(routes!(oauth::jwks))
+        .routes(routes!(orgs::accept_invitation))
+}
+
+fn protected() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::list_sessions))
+        .routes(routes!(auth::revoke_session))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::enrol_totp))
+        .routes(routes!(auth::confirm_totp))
+        .routes(routes!(auth::verify_mfa))
+        .routes(routes!(auth::me))
+        .routes(routes!(orgs::list, orgs::create))
+        .routes(routes!(orgs::show, orgs::update))
+        .routes(routes!(orgs::settings, orgs::set_settings))
+        .routes(routes!(oauth::list_accounts, oauth::create_account))
+        .routes(routes!(oauth::revoke_account))
+        .routes(routes!(orgs::invitations, orgs::invite))
+        .routes(routes!(orgs::members, orgs::add_member))
+        .routes(routes!(orgs::set_member_role, orgs::remove_member))
+        .routes(routes!(profiles::get_schema, profiles::put_schema))
+        .routes(routes!(profiles::personal_data))
+        .routes(routes!(profiles::list, profiles::create))
+        .routes(routes!(profiles::show, profiles::update, profiles::remove))
+        .routes(routes!(profiles::list_attachments))
+        .routes(routes!(profiles::get_attachment, profiles::put_attachment, profiles::delete_attachment))
+        .routes(routes!(profiles::mine))
+        .routes(routes!(audit::org_trail))
+        .routes(routes!(audit::profile_history))
+}
+
+/// Every route, public and protected; the protected ones behind
+/// `require_session`.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let public = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/v1/auth/login", post(auth::login))
-        .route("/v1/auth/setup-password", post(auth::setup_password))
-        .route("/v1/auth/password-reset", post(auth::request_reset))
-        .route("/v1/auth/password-reset/complete", post(auth::complete_reset))
-        .route("/v1/oauth/token", post(oauth::token))
-        .route("/v1/oauth/revoke", post(oauth::revoke))
-        .route("/.well-known/jwks.json", get(oauth::jwks))
-        .route("/v1/invitations/accept", post(orgs::accept_invitation));
-    let protected = Router::new()
-        .route("/v1/auth/logout", post(auth::logout))
-        .route("/v1/auth/sessions", get(auth::list_sessions))
-        .route("/v1/auth/sessions/{id}", delete(auth::revoke_session))
-        .route("/v1/auth/password", post(auth::change_password))
-        .route("/v1/auth/mfa/totp", post(auth::enrol_totp))
-        .route("/v1/auth/mfa/totp/confirm", post(auth::confirm_totp))
-        .route("/v1/auth/mfa/verify", post(auth::verify_mfa))
-        .route("/v1/me", get(auth::me))
-        .route("/v1/orgs", get(orgs::list).post(orgs::create))
-        .route("/v1/orgs/{org}", get(orgs::show).patch(orgs::update))
-        .route("/v1/orgs/{org}/settings", get(orgs::settings).put(orgs::set_settings))
-        .route("/v1/orgs/{org}/service-accounts", get(oauth::list_accounts).post(oauth::create_account))
-        .route("/v1/orgs/{org}/service-accounts/{id}", delete(oauth::revoke_account))
-        .route("/v1/orgs/{org}/invitations", get(orgs::invitations).post(orgs::invite))
-        .route("/v1/orgs/{org}/members", get(orgs::members).post(orgs::add_member))
-        .route("/v1/orgs/{org}/members/{user}", put(orgs::set_member_role).delete(orgs::remove_member))
-        .route("/v1/orgs/{org}/schema", get(profiles::get_schema).put(profiles::put_schema))
-        .route("/v1/orgs/{org}/schema/personal-data", get(profiles::personal_data))
-        .route("/v1/orgs/{org}/profiles", get(profiles::list).post(profiles::create))
-        .route("/v1/orgs/{org}/profiles/{id}", get(profiles::show).patch(profiles::update).delete(profiles::remove))
-        .route("/v1/orgs/{org}/profiles/{id}/attachments", get(profiles::list_attachments))
-        .route(
-            "/v1/orgs/{org}/profiles/{id}/attachments/{name}",
-            get(profiles::get_attachment).put(profiles::put_attachment).delete(profiles::delete_attachment),
-        )
-        .route("/v1/me/profiles", get(profiles::mine))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));
-    public.merge(protected)
+    let (public, _) = public().split_for_parts();
+    let (protected, _) = protected().split_for_parts();
+    public
+        .merge(protected.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session)))
+        .route_layer(middleware::from_fn(decodable_path))
+}
+
+/// A path whose percent-encoding does not decode to UTF-8 names nothing:
+/// 404, rather than the 400 the path extractor would give.
+async fn decodable_path(req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if decodes_to_utf8(req.uri().path()) {
+        next.run(req).await
+    } else {
+        crate::problem::Problem::new(crate::problem::Kind::NotFound).with_detail("no such resource").into_response()
+    }
+}
+
+fn decodes_to_utf8(path: &str) -> bool {
+    let hex = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let (bytes, mut out, mut i) = (path.as_bytes(), Vec::with_capacity(path.len()), 0);
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&out).is_ok()
+}
+
+/// The documented operations: (public, protected).
+pub(crate) fn documented() -> (utoipa::openapi::OpenApi, utoipa::openapi::OpenApi) {
+    (public().into_openapi(), protected().into_openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_that_do_not_decode_to_utf8_are_told_apart() {
+        assert!(super::decodes_to_utf8("/v1/orgs/acme/profiles/%C3%A9t%C3%A9"));
+        assert!(super::decodes_to_utf8("/v1/orgs/100%"));
+        assert!(!super::decodes_to_utf8("/v1/orgs/%FF"));
+        assert!(!super::decodes_to_utf8("/v1/orgs/%C3"));
+    }
 }

@@ -6,12 +6,13 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use domain::{Action, FieldDef, OrgId, ProfileId, UserId};
+use domain::{Action, Classification, FieldDef, FieldType, OrgId, ProfileId, UserId};
 use engine::{EngineError, PersonalDataReport, ProfileError, ProfileQuery, ProfileView};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -24,22 +25,269 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// A profile as JSON. `fields` holds what the caller may see; `withheld`
-/// names the fields it holds that the caller may not.
-pub(super) fn profile_json(p: &ProfileView) -> Value {
-    let fields: Map<String, Value> = p.fields.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect();
-    json!({
-        "id": p.id,
-        "revision": p.revision,
-        "schema_version": p.schema_version,
-        "owner_user_id": p.owner,
-        "created_at": rfc3339(p.created_at),
-        "created_by": p.created_by,
-        "updated_at": rfc3339(p.updated_at),
-        "updated_by": p.updated_by,
-        "fields": fields,
-        "withheld": p.withheld,
-    })
+/// A profile. `fields` holds what the caller may see; `withheld` names the
+/// fields it holds that the caller may not.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Profile)]
+pub(super) struct ProfileOut {
+    #[schema(schema_with = crate::openapi::schemas::uuid)]
+    id: ProfileId,
+    /// Also the `ETag`: increases with every change.
+    revision: i64,
+    schema_version: u32,
+    /// The person the record belongs to, who may read it.
+    #[schema(schema_with = crate::openapi::schemas::uuid_or_null)]
+    owner_user_id: Option<UserId>,
+    #[schema(schema_with = crate::openapi::schemas::date_time)]
+    created_at: String,
+    /// Who created it: `user:<id>` or `service-account:<id>`.
+    created_by: String,
+    #[schema(schema_with = crate::openapi::schemas::date_time)]
+    updated_at: String,
+    updated_by: String,
+    #[schema(schema_with = crate::openapi::schemas::field_values)]
+    fields: Map<String, Value>,
+    #[schema(value_type = Vec<String>)]
+    withheld: Vec<domain::FieldName>,
+}
+
+impl From<&ProfileView> for ProfileOut {
+    fn from(p: &ProfileView) -> Self {
+        Self {
+            id: p.id,
+            revision: p.revision,
+            schema_version: p.schema_version,
+            owner_user_id: p.owner,
+            created_at: rfc3339(p.created_at),
+            created_by: p.created_by.clone(),
+            updated_at: rfc3339(p.updated_at),
+            updated_by: p.updated_by.clone(),
+            fields: p.fields.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect(),
+            withheld: p.withheld.clone(),
+        }
+    }
+}
+
+/// A page of profiles.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfilePage)]
+pub(super) struct ProfilePage {
+    profiles: Vec<ProfileOut>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    #[schema(schema_with = crate::openapi::schemas::uuid_or_null)]
+    next_cursor: Option<ProfileId>,
+}
+
+/// What kind of value a field holds.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = FieldType)]
+pub(super) enum FieldKind {
+    /// One line of text, up to `max_length` (default 1,000) characters.
+    String,
+    /// Free text up to 65,536 characters; never searchable.
+    Text,
+    Email,
+    /// Digits, spaces and `+ - ( ) .`, 4 to 32 characters.
+    Phone,
+    /// `YYYY-MM-DD`.
+    Date,
+    Number,
+    Boolean,
+    /// One of the field's `values`.
+    Enum,
+}
+
+impl From<FieldType> for FieldKind {
+    fn from(t: FieldType) -> Self {
+        match t {
+            FieldType::String => Self::String,
+            FieldType::Text => Self::Text,
+            FieldType::Email => Self::Email,
+            FieldType::Phone => Self::Phone,
+            FieldType::Date => Self::Date,
+            FieldType::Number => Self::Number,
+            FieldType::Boolean => Self::Boolean,
+            FieldType::Enum => Self::Enum,
+        }
+    }
+}
+
+/// How a field's values are protected.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Classification)]
+pub(super) enum Protection {
+    /// Not personal: stored in clear, filterable.
+    Plain,
+    /// Identifies a person: encrypted.
+    Personal,
+    /// Special category data: encrypted, shown only to roles that may read sensitive fields.
+    Sensitive,
+}
+
+impl From<Classification> for Protection {
+    fn from(c: Classification) -> Self {
+        match c {
+            Classification::Plain => Self::Plain,
+            Classification::Personal => Self::Personal,
+            Classification::Sensitive => Self::Sensitive,
+        }
+    }
+}
+
+/// One field of a schema. Reading, every member but `values` and
+/// `max_length` is present; writing, only `name` and `type` are required.
+#[derive(Serialize, ToSchema)]
+#[schema(as = FieldDef)]
+pub(super) struct FieldDefinition {
+    /// Lowercase letters, digits and `_`, starting with a letter; not a
+    /// reserved name (`id`, `created_at`, `cursor`, ...).
+    #[schema(value_type = String, pattern = "^[a-z][a-z0-9_]{0,62}$")]
+    name: domain::FieldName,
+    #[serde(rename = "type")]
+    kind: FieldKind,
+    /// The allowed values of an `enum` field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    values: Vec<String>,
+    #[schema(required = false)]
+    required: bool,
+    /// `personal` unless given.
+    #[schema(required = false)]
+    classification: Protection,
+    /// Exact-match search: a blind index for encrypted fields.
+    #[schema(required = false)]
+    searchable: bool,
+    /// No longer written; stored values stay readable.
+    #[schema(required = false)]
+    deprecated: bool,
+    /// For `string` fields: the most characters (default 1,000, at most 10,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = u32, minimum = 1, maximum = 10_000)]
+    max_length: Option<u32>,
+}
+
+impl From<&FieldDef> for FieldDefinition {
+    fn from(f: &FieldDef) -> Self {
+        Self {
+            name: f.name.clone(),
+            kind: f.kind.into(),
+            values: f.values.clone(),
+            required: f.required,
+            classification: f.classification.into(),
+            searchable: f.searchable,
+            deprecated: f.deprecated,
+            max_length: f.max_length,
+        }
+    }
+}
+
+/// A version of an organisation's schema.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Schema)]
+pub(super) struct SchemaView {
+    /// Also the `ETag`; 0 before the first `PUT`.
+    version: u32,
+    fields: Vec<FieldDefinition>,
+}
+
+impl From<&domain::Schema> for SchemaView {
+    fn from(s: &domain::Schema) -> Self {
+        Self { version: s.version, fields: s.fields.iter().map(FieldDefinition::from).collect() }
+    }
+}
+
+/// One line of the personal-data report.
+#[derive(Serialize, ToSchema)]
+pub(super) struct FieldHolding {
+    #[schema(value_type = String)]
+    name: domain::FieldName,
+    #[serde(rename = "type")]
+    kind: FieldKind,
+    classification: Protection,
+    deprecated: bool,
+    /// How many profiles hold a value for it.
+    profiles: u64,
+}
+
+/// Which personal and sensitive fields an organisation holds.
+#[derive(Serialize, ToSchema)]
+pub(super) struct PersonalData {
+    schema_version: u32,
+    /// How many profiles there are.
+    profiles: u64,
+    fields: Vec<FieldHolding>,
+}
+
+/// A profile linked to the caller's account.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MyProfile {
+    #[schema(schema_with = crate::openapi::schemas::uuid)]
+    org_id: OrgId,
+    #[schema(schema_with = crate::openapi::schemas::uuid)]
+    profile_id: ProfileId,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct MyProfiles {
+    profiles: Vec<MyProfile>,
+}
+
+/// An attachment's description.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Attachment {
+    name: String,
+    content_type: String,
+    /// Bytes.
+    size: u64,
+    #[schema(schema_with = crate::openapi::schemas::date_time)]
+    created_at: String,
+    created_by: String,
+}
+
+impl From<&engine::AttachmentInfo> for Attachment {
+    fn from(a: &engine::AttachmentInfo) -> Self {
+        Self {
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+            created_at: rfc3339(a.created_at),
+            created_by: a.created_by.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct AttachmentList {
+    attachments: Vec<Attachment>,
+}
+
+/// The `{org}` and `{id}` path segments.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(super) struct ProfilePath {
+    /// The organisation's id or slug.
+    #[param(min_length = 1)]
+    org: String,
+    /// The profile's id.
+    id: uuid::Uuid,
+}
+
+/// The `{org}`, `{id}` and `{name}` path segments.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(super) struct AttachmentPath {
+    /// The organisation's id or slug.
+    #[param(min_length = 1)]
+    org: String,
+    /// The profile's id.
+    id: uuid::Uuid,
+    /// The attachment's name: letters, digits, `.`, `-` and `_`, not starting with `.`.
+    #[param(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")]
+    name: String,
 }
 
 fn etag(revision: i64) -> HeaderValue {
@@ -47,7 +295,7 @@ fn etag(revision: i64) -> HeaderValue {
 }
 
 fn with_etag(status: StatusCode, p: &ProfileView) -> Response {
-    let mut res = (status, Json(profile_json(p))).into_response();
+    let mut res = (status, Json(ProfileOut::from(p))).into_response();
     res.headers_mut().insert(header::ETAG, etag(p.revision));
     res
 }
@@ -79,6 +327,19 @@ fn profile_id(id: &str) -> Result<ProfileId, ApiError> {
 }
 
 /// `GET /v1/orgs/{org}/schema`.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org}/schema",
+    tag = "profiles",
+    operation_id = "getSchema",
+    params(super::orgs::OrgPath),
+    responses(
+        (status = 200, description = "The current schema", body = SchemaView,
+            headers(("ETag" = String, description = "the version, quoted"))),
+        (status = 403, description = "Two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such organisation, or not the caller's"),
+    ),
+)]
 pub async fn get_schema(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -86,19 +347,60 @@ pub async fn get_schema(
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ViewOrg).await?;
     let schema = state.engine.schema(&auth).await?;
-    let mut res = Json(json!({ "version": schema.version, "fields": schema.fields })).into_response();
+    let mut res = Json(SchemaView::from(&schema)).into_response();
     res.headers_mut().insert(header::ETAG, etag(i64::from(schema.version)));
     Ok(res)
 }
 
-#[derive(Deserialize)]
+/// The next version of a schema: every field, old and new.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutSchema {
+pub(super) struct PutSchema {
+    #[schema(value_type = Vec<FieldDefinition>)]
     fields: Vec<FieldDef>,
+}
+
+/// An optional `If-Match` header.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(super) struct OptionalIfMatch {
+    /// The `ETag` of the version read; a concurrent change is then a 412.
+    #[serde(rename = "If-Match")]
+    if_match: Option<String>,
+}
+
+/// A required `If-Match` header.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(super) struct IfMatch {
+    /// The `ETag` of the version read, such as `"3"`.
+    #[serde(rename = "If-Match")]
+    if_match: String,
 }
 
 /// `PUT /v1/orgs/{org}/schema`: the next version. `If-Match` (the current
 /// version's ETag) is optional here; with it, a concurrent change is a 412.
+#[utoipa::path(
+    put,
+    path = "/v1/orgs/{org}/schema",
+    tag = "profiles",
+    operation_id = "putSchema",
+    params(super::orgs::OrgPath, OptionalIfMatch),
+    request_body = PutSchema,
+    responses(
+        (status = 200, description = "The new version", body = SchemaView,
+            headers(("ETag" = String, description = "the version, quoted"))),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 403, description = "The role does not allow this, two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such organisation, or not the caller's"),
+        (status = 409, description = "The schema changed meanwhile, or the organisation's keys were destroyed"),
+        (status = 412, description = "`If-Match` names another version"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "The body has the wrong shape, or the change would lose or mistype stored data; `errors` lists every problem"),
+    ),
+)]
 pub async fn put_schema(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -109,7 +411,9 @@ pub async fn put_schema(
     let auth = authorize(&state, &p, &org, Action::ManageSchema).await?;
     let body: PutSchema = body.parse()?;
     let expected = match headers.contains_key(header::IF_MATCH) {
-        true => Some(u32::try_from(if_match(&headers)?).map_err(|_| Problem::new(Kind::PreconditionFailed))?),
+        true => Some(u32::try_from(if_match(&headers)?).map_err(|_| {
+            Problem::new(Kind::PreconditionFailed).with_detail("If-Match names no version of the schema")
+        })?),
         false => None,
     };
     let schema = state.engine.put_schema(&auth, body.fields, expected).await.map_err(|e| match e {
@@ -118,13 +422,25 @@ pub async fn put_schema(
         ),
         e => ApiError::Engine(e),
     })?;
-    let mut res = Json(json!({ "version": schema.version, "fields": schema.fields })).into_response();
+    let mut res = Json(SchemaView::from(&schema)).into_response();
     res.headers_mut().insert(header::ETAG, etag(i64::from(schema.version)));
     Ok(res)
 }
 
 /// `GET /v1/orgs/{org}/schema/personal-data`: which personal and sensitive
 /// fields the organisation holds, and in how many profiles.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org}/schema/personal-data",
+    tag = "profiles",
+    operation_id = "personalData",
+    params(super::orgs::OrgPath),
+    responses(
+        (status = 200, description = "The personal and sensitive fields held, and in how many profiles", body = PersonalData),
+        (status = 403, description = "Two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such organisation, or not the caller's"),
+    ),
+)]
 pub async fn personal_data(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -132,27 +448,52 @@ pub async fn personal_data(
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ViewOrg).await?;
     let PersonalDataReport { schema_version, profiles, fields } = state.engine.personal_data_report(&auth).await?;
-    let fields: Vec<_> = fields
-        .iter()
-        .map(|f| {
-            json!({
-                "name": f.name, "type": f.kind, "classification": f.classification,
-                "deprecated": f.deprecated, "profiles": f.profiles,
-            })
+    let fields = fields
+        .into_iter()
+        .map(|f| FieldHolding {
+            name: f.name,
+            kind: f.kind.into(),
+            classification: f.classification.into(),
+            deprecated: f.deprecated,
+            profiles: f.profiles,
         })
         .collect();
-    Ok(Json(json!({ "schema_version": schema_version, "profiles": profiles, "fields": fields })).into_response())
+    Ok(Json(PersonalData { schema_version, profiles, fields }).into_response())
 }
 
-#[derive(Deserialize)]
+/// A new profile: values by field name, checked against the schema.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewProfile {
+pub(super) struct NewProfile {
+    #[schema(schema_with = crate::openapi::schemas::field_values)]
     fields: Map<String, Value>,
+    /// The person the record belongs to, who may read it.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::uuid_or_null, required = false)]
     owner_user_id: Option<UserId>,
 }
 
 /// `POST /v1/orgs/{org}/profiles`.
+#[utoipa::path(
+    post,
+    path = "/v1/orgs/{org}/profiles",
+    tag = "profiles",
+    operation_id = "createProfile",
+    params(super::orgs::OrgPath),
+    request_body = NewProfile,
+    responses(
+        (status = 201, description = "Created", body = ProfileOut, headers(
+            ("ETag" = String, description = "the revision, quoted"),
+            ("Location" = String, description = "the new profile's URL"),
+        )),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 403, description = "The role does not allow this, two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such organisation, or not the caller's"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "The body has the wrong shape or breaks the schema; `errors` lists every problem"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -172,6 +513,21 @@ pub async fn create(
 
 /// `GET /v1/orgs/{org}/profiles/{id}`: readers of the organisation, or
 /// the person the record belongs to.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org}/profiles/{id}",
+    tag = "profiles",
+    operation_id = "getProfile",
+    params(ProfilePath),
+    responses(
+        (status = 200, description = "The profile, as far as the caller may see it", body = ProfileOut,
+            headers(("ETag" = String, description = "the revision, quoted"))),
+        (status = 403, description = "Two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such profile, or not visible to the caller"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+        (status = 500, description = "The stored record failed its integrity check"),
+    ),
+)]
 pub async fn show(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -188,17 +544,43 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// A JSON merge patch of a profile: `null` removes a field.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProfilePatch {
+pub(super) struct ProfilePatch {
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::field_values_or_null, required = false)]
     fields: Map<String, Value>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = crate::openapi::schemas::uuid_or_null, required = false)]
     owner_user_id: Option<Option<UserId>>,
 }
 
 /// `PATCH /v1/orgs/{org}/profiles/{id}`: a JSON merge patch (RFC 7396) of
 /// the profile; `null` removes a field.
+#[utoipa::path(
+    patch,
+    path = "/v1/orgs/{org}/profiles/{id}",
+    tag = "profiles",
+    operation_id = "patchProfile",
+    params(ProfilePath, IfMatch),
+    request_body(content(
+        (ProfilePatch = "application/merge-patch+json"),
+        (ProfilePatch = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The profile as changed", body = ProfileOut,
+            headers(("ETag" = String, description = "the new revision, quoted"))),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 403, description = "The role does not allow this, two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such profile"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+        (status = 412, description = "`If-Match` is not the current revision"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "The body has the wrong shape or breaks the schema; `errors` lists every problem"),
+        (status = 428, description = "`If-Match` is missing"),
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -215,6 +597,20 @@ pub async fn update(
 }
 
 /// `DELETE /v1/orgs/{org}/profiles/{id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/orgs/{org}/profiles/{id}",
+    tag = "profiles",
+    operation_id = "deleteProfile",
+    params(ProfilePath, IfMatch),
+    responses(
+        (status = 204, description = "Deleted, with its attachments"),
+        (status = 403, description = "The role does not allow this, two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such profile"),
+        (status = 412, description = "`If-Match` is not the current revision"),
+        (status = 428, description = "`If-Match` is missing"),
+    ),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -230,6 +626,27 @@ pub async fn remove(
 
 /// `GET /v1/orgs/{org}/profiles?cursor=&limit=&<field>=<value>...`: a page
 /// of profiles; every other parameter is an exact match on a field.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org}/profiles",
+    tag = "profiles",
+    operation_id = "listProfiles",
+    params(
+        super::orgs::OrgPath,
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Profiles per page (default 50)"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "The `next_cursor` of the previous page"),
+        ("filters" = Option<Object>, Query, style = Form, explode,
+            description = "Exact matches, `<field>=<value>`, on plain fields and searchable ones"),
+    ),
+    responses(
+        (status = 200, description = "A page of profiles", body = ProfilePage),
+        (status = 403, description = "The role does not allow this, two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such organisation, or not the caller's"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+        (status = 422, description = "A bad `limit` or `cursor`, or a filter on a field that is unknown or not searchable"),
+        (status = 500, description = "A stored record failed its integrity check"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -253,34 +670,52 @@ pub async fn list(
         }
     }
     let page = state.engine.list_profiles(&auth, &query).await?;
-    let items: Vec<_> = page.items.iter().map(profile_json).collect();
-    Ok(Json(json!({ "profiles": items, "next_cursor": page.next })).into_response())
+    let profiles = page.items.iter().map(ProfileOut::from).collect();
+    Ok(Json(ProfilePage { profiles, next_cursor: page.next }).into_response())
 }
 
 /// `GET /v1/me/profiles`: the records linked to the caller's own account.
+#[utoipa::path(
+    get,
+    path = "/v1/me/profiles",
+    tag = "profiles",
+    operation_id = "myProfiles",
+    responses((status = 200, description = "The profiles linked to the caller's account", body = MyProfiles)),
+)]
 pub async fn mine(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
-    let list: Vec<_> = state
+    let profiles = state
         .engine
         .my_profiles(&p)
         .await?
         .into_iter()
-        .map(|(org, id)| json!({ "org_id": org, "profile_id": id }))
+        .map(|(org_id, profile_id)| MyProfile { org_id, profile_id })
         .collect();
-    Ok(Json(json!({ "profiles": list })).into_response())
-}
-
-fn attachment_json(a: &engine::AttachmentInfo) -> Value {
-    json!({
-        "name": a.name,
-        "content_type": a.content_type,
-        "size": a.size,
-        "created_at": rfc3339(a.created_at),
-        "created_by": a.created_by,
-    })
+    Ok(Json(MyProfiles { profiles }).into_response())
 }
 
 /// `PUT /v1/orgs/{org}/profiles/{id}/attachments/{name}`: stores the body,
 /// streamed and encrypted; 201 when new, 200 when it replaced one.
+#[utoipa::path(
+    put,
+    path = "/v1/orgs/{org}/profiles/{id}/attachments/{name}",
+    tag = "profiles",
+    operation_id = "putAttachment",
+    params(AttachmentPath),
+    request_body(description = "The bytes, of any media type (stored as given in `Content-Type`)", content(
+        ("application/octet-stream"),
+        ("*/*"),
+    )),
+    responses(
+        (status = 200, description = "Replaced an attachment of that name", body = Attachment),
+        (status = 201, description = "Stored", body = Attachment),
+        (status = 400, description = "The upload broke off; nothing was stored"),
+        (status = 403, description = "The role does not allow this, two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such profile"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+        (status = 413, description = "The attachment exceeds the configured limit"),
+        (status = 422, description = "The name or the content type is not valid"),
+    ),
+)]
 pub async fn put_attachment(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -294,10 +729,23 @@ pub async fn put_attachment(
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
     let (info, replaced) = state.engine.put_attachment(&auth, id, &name, content_type, body.into_data_stream()).await?;
     let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(attachment_json(&info))).into_response())
+    Ok((status, Json(Attachment::from(&info))).into_response())
 }
 
 /// `GET /v1/orgs/{org}/profiles/{id}/attachments`: names, types, sizes.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org}/profiles/{id}/attachments",
+    tag = "profiles",
+    operation_id = "listAttachments",
+    params(ProfilePath),
+    responses(
+        (status = 200, description = "The profile's attachments", body = AttachmentList),
+        (status = 403, description = "Two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such profile, or not visible to the caller"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+    ),
+)]
 pub async fn list_attachments(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -306,11 +754,27 @@ pub async fn list_attachments(
     let org = resolve(&state, &org).await?;
     let id = profile_id(&id)?;
     let list = state.engine.list_attachments(&p, org, id).await?;
-    Ok(Json(json!({ "attachments": list.iter().map(attachment_json).collect::<Vec<_>>() })).into_response())
+    Ok(Json(AttachmentList { attachments: list.iter().map(Attachment::from).collect() }).into_response())
 }
 
 /// `GET /v1/orgs/{org}/profiles/{id}/attachments/{name}`: the bytes,
 /// streamed as they are decrypted, always as a download.
+#[utoipa::path(
+    get,
+    path = "/v1/orgs/{org}/profiles/{id}/attachments/{name}",
+    tag = "profiles",
+    operation_id = "getAttachment",
+    params(AttachmentPath),
+    responses(
+        (status = 200, description = "The bytes, with the media type they were stored with", content(("*/*")),
+            headers(("Content-Disposition" = String, description = "always `attachment`"))),
+        (status = 403, description = "Two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such profile or attachment, or not visible to the caller"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+        (status = 422, description = "The name is not valid"),
+        (status = 500, description = "The stored attachment failed its integrity check"),
+    ),
+)]
 pub async fn get_attachment(
     State(state): State<AppState>,
     Caller(p): Caller,
@@ -340,6 +804,20 @@ pub async fn get_attachment(
 }
 
 /// `DELETE /v1/orgs/{org}/profiles/{id}/attachments/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/orgs/{org}/profiles/{id}/attachments/{name}",
+    tag = "profiles",
+    operation_id = "deleteAttachment",
+    params(AttachmentPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "The role does not allow this, two-factor authentication is required, or the organisation is suspended"),
+        (status = 404, description = "No such profile or attachment"),
+        (status = 409, description = "The organisation's keys were destroyed"),
+        (status = 422, description = "The name is not valid"),
+    ),
+)]
 pub async fn delete_attachment(
     State(state): State<AppState>,
     Caller(p): Caller,

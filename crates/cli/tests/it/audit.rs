@@ -1,0 +1,262 @@
+//! The audit trail end to end: every profile change and read is chained in
+//! the organisation's trail with identifiers and field names only;
+//! `strongroom audit verify` names each kind of tampering made directly in
+//! SQL; concurrent writers, in one process or two, leave one gapless chain.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use testkit::{Backend, TestApp, TestDb, UserClient, backend_tests, spawn_app};
+
+use crate::strongroom;
+
+const PW: &str = "correct horse battery staple";
+const ORG: &str = "/v1/orgs/acme-audit";
+const NAME: &str = "Rosalind Featherstonehaugh-Ikeda";
+
+fn cli(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    let data_dir = db.data_dir();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--data-dir", data_dir.to_str().unwrap_or(""), "--dev"]);
+    let mut env = Vec::new();
+    if let Some(url) = &db.database_url {
+        env.push(("STRONGROOM_DATABASE_URL", url.as_str()));
+    }
+    strongroom(&all, &env)
+}
+
+/// An organisation with a schema and an editor; returns the editor, the
+/// organisation's chain name and the owner (signed in with 2FA).
+async fn setup(app: &TestApp) -> (UserClient, String, UserClient) {
+    let org = app.create_org("acme-audit").await;
+    let owner = app.create_user("owner@example.com", PW, false).await;
+    app.add_member(org.id, owner.id, domain::Role::Owner).await;
+    let editor = app.create_user("editor@example.com", PW, false).await;
+    app.add_member(org.id, editor.id, domain::Role::Editor).await;
+    let (owner, _, _) = app.login_with_mfa("owner@example.com", PW).await;
+    let schema = json!({ "fields": [
+        { "name": "full_name", "type": "string", "required": true },
+        { "name": "email", "type": "email", "searchable": true },
+        { "name": "stage", "type": "string", "classification": "plain" }
+    ]});
+    assert_eq!(owner.send(Method::PUT, &format!("{ORG}/schema"), Some(schema)).await.status(), 200);
+    (app.login("editor@example.com", PW).await, engine::org_chain(org.id), owner)
+}
+
+async fn create(c: &UserClient, i: usize) -> String {
+    let body = json!({ "fields": { "full_name": format!("{NAME} {i}"), "email": format!("r{i}@example.org") } });
+    let res = c.send(Method::POST, &format!("{ORG}/profiles"), Some(body)).await;
+    let v: Value = res.json().await.unwrap_or_default();
+    v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned()
+}
+
+/// A sample of trail activity: create, read, patch, list, search, delete.
+async fn activity(c: &UserClient) -> String {
+    let id = create(c, 1).await;
+    let _ = create(c, 2).await;
+    assert_eq!(c.get(&format!("{ORG}/profiles/{id}")).await.status(), 200);
+    let patch = c
+        .request(Method::PATCH, &format!("{ORG}/profiles/{id}"))
+        .header("if-match", "\"1\"")
+        .json(&json!({ "fields": { "stage": "hired", "email": null } }))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(patch, 200);
+    assert_eq!(c.get(&format!("{ORG}/profiles?email=r2%40example.org")).await.status(), 200);
+    id
+}
+
+async fn trail(app: &TestApp, chain: &str) -> Vec<store::AuditRow> {
+    let store = app.db.open_store().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let rows = store.audit_entries(chain, 0, 1000).await.unwrap_or_else(|e| panic!("{e}"));
+    store.close().await;
+    rows
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn blob(db: &TestDb, b: &[u8]) -> String {
+    match db.backend {
+        Backend::Sqlite => format!("X'{}'", hex(b)),
+        Backend::Postgres => format!("'\\x{}'::bytea", hex(b)),
+    }
+}
+
+/// Runs `audit verify` after some SQL was run against a fresh trail;
+/// returns (exit code, stdout + stderr).
+async fn verify_after(backend: Backend, tamper: impl AsyncFnOnce(&TestApp, &str, &[store::AuditRow])) -> (i32, String) {
+    let app = spawn_app(backend).await;
+    let (editor, chain, _) = setup(&app).await;
+    activity(&editor).await;
+    let signed = app.engine().checkpoint_chains().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(signed >= 1);
+    let rows = trail(&app, &chain).await;
+    assert!(rows.len() >= 6, "{}", rows.len());
+    let (code, out, err) = cli(&app.db, &["audit", "verify", "--org", "acme-audit"]);
+    assert_eq!(code, 0, "untouched, it verifies: {out}{err}");
+    tamper(&app, &chain, &rows).await;
+    let (code, out, err) = cli(&app.db, &["audit", "verify"]);
+    app.shutdown().await.ok();
+    (code, format!("{out}{err}"))
+}
+
+backend_tests! {
+    // claim 000.7 001.7 002.10
+    async fn every_change_and_read_is_chained_without_personal_values(backend) {
+        let app = spawn_app(backend).await;
+        let (editor, chain, _) = setup(&app).await;
+        let id = activity(&editor).await;
+        let rows = trail(&app, &chain).await;
+        let actions: Vec<(&str, &str, &str)> =
+            rows.iter().map(|r| (r.action.as_str(), r.target.as_str(), r.fields.as_str())).collect();
+        let target = format!("profile:{id}");
+        assert_eq!(actions[0].0, "schema.update");
+        assert!(actions.contains(&("profile.create", target.as_str(), "email full_name")), "{actions:?}");
+        assert!(actions.contains(&("profile.read", target.as_str(), "email full_name")), "{actions:?}");
+        assert!(actions.contains(&("profile.update", target.as_str(), "email stage")), "changed names only: {actions:?}");
+        assert_eq!(rows.iter().filter(|r| r.action == "profile.read").count(), 2, "a read and a search hit");
+        assert!(rows.iter().all(|r| r.actor.starts_with("user:") && r.outcome == "success"));
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "gapless");
+        let dump = format!("{rows:?}");
+        assert!(!dump.contains("Rosalind") && !dump.contains("example.org") && !dump.contains("hired"), "no values");
+        let reports = app.engine().verify_audit(None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(reports.iter().all(|r| r.result.is_ok()), "{reports:?}");
+        app.shutdown().await.ok();
+    }
+
+    // claim 001.10 002.10
+    async fn audit_verify_names_each_kind_of_tampering(backend) {
+        let (code, out) = verify_after(backend, async |app, chain, _| {
+            app.db.raw_sql(&format!("UPDATE audit_entries SET actor = 'user:mallory' WHERE chain = '{chain}' AND seq = 3")).await;
+        }).await;
+        assert!(code != 0 && out.contains("entry 3 was edited"), "{out}");
+
+        let (code, out) = verify_after(backend, async |app, chain, _| {
+            app.db.raw_sql(&format!("DELETE FROM audit_entries WHERE chain = '{chain}' AND seq = 4")).await;
+        }).await;
+        assert!(code != 0 && out.contains("entries 4 to 4 were removed"), "{out}");
+
+        let (code, out) = verify_after(backend, async |app, chain, _| {
+            app.db.raw_sql(&format!("UPDATE audit_entries SET seq = -seq WHERE chain = '{chain}' AND seq IN (3, 4)")).await;
+            app.db.raw_sql(&format!("UPDATE audit_entries SET seq = 7 + seq WHERE chain = '{chain}' AND seq < 0")).await;
+        }).await;
+        // -3 becomes 4 and -4 becomes 3: entries 3 and 4 swapped places.
+        assert!(code != 0 && out.contains("entry 3 was moved: it was sealed as entry 4"), "{out}");
+
+        let (code, out) = verify_after(backend, async |app, chain, rows| {
+            app.db.raw_sql(&format!("UPDATE audit_entries SET seq = seq + 1000 WHERE chain = '{chain}' AND seq >= 4")).await;
+            app.db.raw_sql(&format!("UPDATE audit_entries SET seq = seq - 999 WHERE chain = '{chain}' AND seq >= 1000")).await;
+            let prev: [u8; 32] = rows[2].hash.clone().try_into().unwrap_or([0; 32]);
+            let forged = audit::Draft {
+                at_micros: rows[2].at_micros + 1,
+                actor: "user:mallory".into(),
+                on_behalf_of: None,
+                action: "profile.read".into(),
+                target: rows[2].target.clone(),
+                outcome: "success".into(),
+                fields: vec![],
+                request_id: None,
+            }
+            .seal(chain, 4, prev);
+            app.db.raw_sql(&format!(
+                "INSERT INTO audit_entries (chain, seq, at_micros, actor, action, target, outcome, fields, prev_hash, hash)
+                 VALUES ('{chain}', 4, {}, '{}', '{}', '{}', 'success', '', {}, {})",
+                forged.at_micros, forged.actor, forged.action, forged.target, blob(&app.db, &forged.prev_hash), blob(&app.db, &forged.hash)
+            )).await;
+        }).await;
+        assert!(code != 0 && out.contains("entry 4 was inserted"), "{out}");
+
+        let (code, out) = verify_after(backend, async |app, chain, rows| {
+            app.db.raw_sql(&format!(
+                "UPDATE audit_checkpoints SET size = 2, head = {} WHERE chain = '{chain}'",
+                blob(&app.db, &rows[1].hash)
+            )).await;
+        }).await;
+        assert!(code != 0 && out.contains("checkpoint at size 2 does not match"), "{out}");
+    }
+
+    // claim 000.7 001.7 003.3
+    async fn the_record_owner_sees_every_read_and_change_of_their_record_only(backend) {
+        let app = spawn_app(backend).await;
+        let (editor, _, owner) = setup(&app).await;
+        let pat = app.create_user("pat@example.com", PW, false).await;
+        let body = json!({ "fields": { "full_name": NAME }, "owner_user_id": pat.id });
+        let v: Value = editor.send(Method::POST, &format!("{ORG}/profiles"), Some(body)).await.json().await.unwrap_or_default();
+        let id = v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned();
+        let other = create(&editor, 9).await;
+        assert_eq!(editor.get(&format!("{ORG}/profiles/{id}")).await.status(), 200);
+        let patch = editor.request(Method::PATCH, &format!("{ORG}/profiles/{id}")).header("if-match", "\"1\"")
+            .json(&json!({ "fields": { "stage": "hired" } })).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(patch, 200);
+        let pat_client = app.login("pat@example.com", PW).await;
+        assert_eq!(pat_client.get(&format!("{ORG}/profiles/{id}")).await.status(), 200);
+
+        let history: Value = pat_client.get(&format!("{ORG}/profiles/{id}/history")).await.json().await.unwrap_or_default();
+        let seen: Vec<(String, String)> = history["entries"].as_array().into_iter().flatten()
+            .map(|e| (e["action"].as_str().unwrap_or("").to_owned(), e["actor"].as_str().unwrap_or("").to_owned())).collect();
+        let editor_id = format!("user:{}", app.engine().user_by_email(&domain::Email::parse("editor@example.com").unwrap_or_else(|e| panic!("{e}"))).await.ok().flatten().map(|u| u.id.to_string()).unwrap_or_default());
+        let pat_actor = format!("user:{}", pat.id);
+        assert_eq!(seen, [
+            ("profile.create".to_owned(), editor_id.clone()),
+            ("profile.read".to_owned(), editor_id.clone()),
+            ("profile.update".to_owned(), editor_id),
+            ("profile.read".to_owned(), pat_actor),
+        ], "{history}");
+        assert!(history["entries"][2]["fields"] == json!(["stage"]), "{history}");
+        let res = pat_client.get(&format!("{ORG}/profiles/{other}/history")).await;
+        assert_eq!(res.status(), 404, "another's history looks like none");
+        assert_eq!(pat_client.get(&format!("{ORG}/audit")).await.status(), 404, "not a member");
+        assert_eq!(editor.get(&format!("{ORG}/audit")).await.status(), 403, "editors do not read the whole trail");
+        let trail: Value = owner.get(&format!("{ORG}/audit?action=profile.update")).await.json().await.unwrap_or_default();
+        assert_eq!(trail["entries"].as_array().map(Vec::len), Some(1), "{trail}");
+        let bad = owner.get(&format!("{ORG}/audit?from=yesterday")).await;
+        assert_eq!(bad.status(), 422);
+        app.shutdown().await.ok();
+    }
+
+    // claim 001.10
+    async fn concurrent_writers_leave_one_gapless_chain(backend) {
+        let app = spawn_app(backend).await;
+        let (editor, chain, _) = setup(&app).await;
+        // A second server on the same store, as a second instance would be.
+        let config = app.db.config().unwrap_or_else(|e| panic!("{e:#}"));
+        let second = server::start(&config).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let ca = second.ca_file().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let client = testkit::client_trusting(&ca).unwrap_or_else(|e| panic!("{e:#}"));
+        let base2 = format!("https://localhost:{}", second.local_addr().port());
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let editor = editor.clone();
+            let client = client.clone();
+            let base2 = base2.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..4 {
+                    let body = json!({ "fields": { "full_name": format!("writer {w} record {i}") } });
+                    let status = if w % 2 == 0 {
+                        editor.send(Method::POST, &format!("{ORG}/profiles"), Some(body)).await.status().as_u16()
+                    } else {
+                        client.post(format!("{base2}{ORG}/profiles")).header("cookie", &editor.cookie).json(&body).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+                    };
+                    assert_eq!(status, 201, "writer {w}");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let rows = trail(&app, &chain).await;
+        let creates = rows.iter().filter(|r| r.action == "profile.create").count();
+        assert_eq!(creates, 64);
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "gapless");
+        let reports = app.engine().verify_audit(None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(reports.iter().all(|r| r.result.is_ok()), "{reports:?}");
+        second.begin_shutdown();
+        second.wait().await.ok();
+        app.shutdown().await.ok();
+    }
+}

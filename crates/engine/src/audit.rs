@@ -1,0 +1,304 @@
+//! The audit trail as the engine writes and reads it: drafts built from
+//! the caller and the action (identifiers and field names only), sealed
+//! into the organisation's chain inside the store transaction that holds
+//! the chain's head; checkpoints signed with the deployment's audit key;
+//! verification; and the history of one record.
+
+use audit::{Broken, Checkpoint, Draft, Entry, Verified};
+use domain::{Action, OrgId, ProfileId};
+use store::{AuditAppend, AuditRow, CheckpointRow};
+
+use crate::identity::{Authorized, Principal};
+use crate::profiles::{ProfileError, actor_of};
+use crate::{Denied, Engine, EngineError, KeyError};
+
+/// The platform's chain (operators' and deployment-wide events).
+pub const PLATFORM_CHAIN: &str = "platform";
+
+/// An organisation's chain.
+pub fn org_chain(org: OrgId) -> String {
+    format!("org:{org}")
+}
+
+/// What an audit target string looks like for a profile.
+pub fn profile_target(id: ProfileId) -> String {
+    format!("profile:{id}")
+}
+
+fn now_micros() -> i64 {
+    let t = store::now();
+    i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+/// A draft of a successful action by `actor`.
+pub(crate) fn draft(actor: String, action: &str, target: String, fields: Vec<String>) -> Draft {
+    Draft {
+        at_micros: now_micros(),
+        actor,
+        on_behalf_of: None,
+        action: action.to_owned(),
+        target,
+        outcome: "success".to_owned(),
+        fields,
+        request_id: None,
+    }
+}
+
+/// A draft of an action by an authenticated caller.
+pub(crate) fn by(principal: &Principal, action: &str, target: String, fields: Vec<String>) -> Draft {
+    draft(actor_of(principal), action, target, fields)
+}
+
+fn to_row(e: Entry) -> AuditRow {
+    AuditRow {
+        chain: e.chain,
+        seq: i64::try_from(e.seq).unwrap_or(i64::MAX),
+        at_micros: e.at_micros,
+        actor: e.actor,
+        on_behalf_of: e.on_behalf_of,
+        action: e.action,
+        target: e.target,
+        outcome: e.outcome,
+        fields: e.fields.join(" "),
+        request_id: e.request_id,
+        prev_hash: e.prev_hash.to_vec(),
+        hash: e.hash.to_vec(),
+    }
+}
+
+fn from_row(r: AuditRow) -> Entry {
+    let hash32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).unwrap_or([0xff; 32]);
+    Entry {
+        chain: r.chain,
+        seq: u64::try_from(r.seq).unwrap_or(0),
+        at_micros: r.at_micros,
+        actor: r.actor,
+        on_behalf_of: r.on_behalf_of,
+        action: r.action,
+        target: r.target,
+        outcome: r.outcome,
+        fields: r.fields.split_whitespace().map(str::to_owned).collect(),
+        request_id: r.request_id,
+        prev_hash: hash32(r.prev_hash),
+        hash: hash32(r.hash),
+    }
+}
+
+/// Drafts for one chain, ready to hand to the store.
+pub(crate) struct Pending {
+    chain: String,
+    drafts: Vec<Draft>,
+}
+
+impl Pending {
+    pub(crate) fn new(chain: String, drafts: Vec<Draft>) -> Self {
+        Self { chain, drafts }
+    }
+
+    /// The sealing function the store calls under the chain's head.
+    pub(crate) fn sealer(&self) -> impl Fn(usize, i64, [u8; 32]) -> AuditRow + Send + Sync + '_ {
+        // The store asks only for indexes below `len()`.
+        move |i, seq, prev| to_row(self.drafts[i].seal(&self.chain, u64::try_from(seq).unwrap_or(0), prev))
+    }
+
+    pub(crate) fn chain(&self) -> &str {
+        &self.chain
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.drafts.len()
+    }
+}
+
+/// Builds the store's `AuditAppend` for some pending drafts.
+macro_rules! append_of {
+    ($pending:expr, $sealer:ident) => {
+        store::AuditAppend { chain: $pending.chain(), count: $pending.len(), seal: &$sealer }
+    };
+}
+pub(crate) use append_of;
+
+/// One entry as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditView {
+    pub seq: u64,
+    pub at_micros: i64,
+    pub actor: String,
+    pub on_behalf_of: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub fields: Vec<String>,
+}
+
+impl From<AuditRow> for AuditView {
+    fn from(r: AuditRow) -> Self {
+        let e = from_row(r);
+        Self {
+            seq: e.seq,
+            at_micros: e.at_micros,
+            actor: e.actor,
+            on_behalf_of: e.on_behalf_of,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            fields: e.fields,
+        }
+    }
+}
+
+/// Which entries of a trail to show; every set member must match.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub from_micros: Option<i64>,
+    pub until_micros: Option<i64>,
+}
+
+impl AuditFilter {
+    fn matches(&self, e: &AuditView) -> bool {
+        self.actor.as_ref().is_none_or(|a| *a == e.actor)
+            && self.action.as_ref().is_none_or(|a| *a == e.action)
+            && self.target.as_ref().is_none_or(|t| *t == e.target)
+            && self.from_micros.is_none_or(|t| e.at_micros >= t)
+            && self.until_micros.is_none_or(|t| e.at_micros < t)
+    }
+}
+
+/// The outcome of verifying one chain.
+#[derive(Debug)]
+pub struct ChainReport {
+    pub chain: String,
+    pub result: Result<Verified, Broken>,
+}
+
+impl Engine {
+    /// Appends drafts to a chain in a transaction of their own.
+    pub(crate) async fn record(&self, pending: &Pending) -> Result<(), EngineError> {
+        if pending.len() == 0 {
+            return Ok(());
+        }
+        let sealer = pending.sealer();
+        let append: AuditAppend<'_> = append_of!(pending, sealer);
+        self.store.append_audit(&append).await?;
+        Ok(())
+    }
+
+    /// An organisation's trail, oldest first, after position `after`,
+    /// filtered; at most `limit` entries.
+    pub async fn audit_log(
+        &self,
+        auth: &Authorized,
+        filter: &AuditFilter,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditView>, EngineError> {
+        self.require(auth, Action::ReadAudit)?;
+        let chain = org_chain(auth.org());
+        let limit = limit.clamp(1, 1000) as usize;
+        let mut after = i64::try_from(after).unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let page = self.store.audit_entries(&chain, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            out.extend(page.into_iter().map(AuditView::from).filter(|e| filter.matches(e)));
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Every change and every read of one profile, with who did it: for
+    /// the organisation's writers and auditors, and for the person the
+    /// record belongs to.
+    pub async fn profile_history(
+        &self,
+        principal: &Principal,
+        org: OrgId,
+        id: ProfileId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditView>, EngineError> {
+        let allowed = match self.authorize(principal, org, Action::WriteProfiles).await {
+            Ok(_) => true,
+            Err(Denied::Forbidden | Denied::NotFound) => {
+                self.authorize(principal, org, Action::ReadAudit).await.is_ok()
+                    || (principal.service_account.is_none()
+                        && self.store.get_profile(org, id).await?.is_some_and(|p| p.owner == Some(principal.user)))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !allowed {
+            return Err(ProfileError::NotFound.into());
+        }
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows =
+            self.store.audit_entries_for(&org_chain(org), &profile_target(id), after, limit.clamp(1, 1000)).await?;
+        Ok(rows.into_iter().map(AuditView::from).collect())
+    }
+
+    /// Signs a checkpoint of every chain that grew since its last one.
+    /// Returns how many were signed.
+    pub async fn checkpoint_chains(&self) -> Result<usize, EngineError> {
+        let key = self.keys.audit_signing_key().await?;
+        let mut signed = 0;
+        for (chain, size, head) in self.store.audit_chains().await? {
+            if size == 0 {
+                continue;
+            }
+            let last = self.store.checkpoints(&chain).await?.last().map_or(0, |c| c.size);
+            if last >= size {
+                continue;
+            }
+            let head = <[u8; 32]>::try_from(head)
+                .map_err(|_| store::StoreError::Corrupt { what: "audit head", why: "hash is not 32 bytes".into() })?;
+            let at = now_micros();
+            let c = audit::sign_checkpoint(&key, &chain, u64::try_from(size).unwrap_or(0), head, at)
+                .map_err(|e| KeyError::Crypto(crypto::CryptoError::Kdf(e.to_string())))?;
+            self.store
+                .insert_checkpoint(&CheckpointRow { chain, size, head: c.head.to_vec(), at_micros: at, jws: c.jws })
+                .await?;
+            signed += 1;
+        }
+        Ok(signed)
+    }
+
+    /// Verifies every chain (or one organisation's) against its
+    /// checkpoints.
+    pub async fn verify_audit(&self, org: Option<OrgId>) -> Result<Vec<ChainReport>, EngineError> {
+        let key = self.keys.audit_signing_key().await?;
+        let keys = [key.verifying_entry()];
+        let chains: Vec<String> = match org {
+            Some(org) => vec![org_chain(org)],
+            None => self.store.audit_chains().await?.into_iter().map(|(c, _, _)| c).collect(),
+        };
+        let mut out = Vec::new();
+        for chain in chains {
+            let mut entries = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = self.store.audit_entries(&chain, after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                entries.extend(page.into_iter().map(from_row));
+            }
+            let checkpoints: Vec<Checkpoint> = self
+                .store
+                .checkpoints(&chain)
+                .await?
+                .into_iter()
+                .map(|c| Checkpoint {
+                    chain: c.chain,
+                    size: u64::try_from(c.size).unwrap_or(0),
+                    head: <[u8; 32]>::try_from(c.head).unwrap_or([0xff; 32]),
+                    at_micros: c.at_micros,
+                    jws: c.jws,
+                })
+                .collect();
+            out.push(ChainReport { result: audit::verify(&entries, &checkpoints, &keys), chain });
+        }
+        Ok(out)
+    }
+}

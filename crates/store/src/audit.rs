@@ -1,0 +1,53 @@
+//! Audit rows as stored, and how an append is described: the chain, how
+//! many entries, and a function (from the `audit` crate, through the
+//! engine) that seals entry `i` at position `seq` after `prev`. The store
+//! calls it inside the transaction that holds the chain's head.
+
+/// One stored audit entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRow {
+    pub chain: String,
+    pub seq: i64,
+    pub at_micros: i64,
+    pub actor: String,
+    pub on_behalf_of: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    /// Field names, space-separated.
+    pub fields: String,
+    pub request_id: Option<String>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// A stored checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub chain: String,
+    pub size: i64,
+    pub head: Vec<u8>,
+    pub at_micros: i64,
+    pub jws: String,
+}
+
+/// Seals entry `i` of an append at position `seq` after `prev`.
+pub type Sealer<'a> = &'a (dyn Fn(usize, i64, [u8; 32]) -> AuditRow + Send + Sync);
+
+/// Entries to append to one chain, in the same transaction as a change.
+#[derive(Clone, Copy)]
+pub struct AuditAppend<'a> {
+    pub chain: &'a str,
+    pub count: usize,
+    pub seal: Sealer<'a>,
+}
+
+impl std::fmt::Debug for AuditAppend<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditAppend").field("chain", &self.chain).field("count", &self.count).finish()
+    }
+}
+
+pub(crate) fn head_hash(bytes: Vec<u8>) -> crate::Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| crate::StoreError::Corrupt { what: "audit head", why: "hash is not 32 bytes".into() })
+}

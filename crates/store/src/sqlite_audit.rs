@@ -1,0 +1,169 @@
+//! The SQLite implementation of the audit trail: appends under the chain's
+//! head row (SQLite has one writer at a time), reads in chain order.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::Result;
+use crate::audit::{AuditAppend, AuditRow, CheckpointRow, head_hash};
+use crate::sqlite::SqliteStore;
+
+macro_rules! entry_columns {
+    () => {
+        "chain, seq, at_micros, actor, on_behalf_of, action, target, outcome, fields, request_id, prev_hash, hash"
+    };
+}
+
+fn entry_from_row(r: &SqliteRow) -> Result<AuditRow> {
+    Ok(AuditRow {
+        chain: r.try_get("chain")?,
+        seq: r.try_get("seq")?,
+        at_micros: r.try_get("at_micros")?,
+        actor: r.try_get("actor")?,
+        on_behalf_of: r.try_get("on_behalf_of")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        outcome: r.try_get("outcome")?,
+        fields: r.try_get("fields")?,
+        request_id: r.try_get("request_id")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+/// Appends entries to a chain inside `tx`, holding its head.
+pub(crate) async fn append_in(tx: &mut Transaction<'_, Sqlite>, a: &AuditAppend<'_>) -> Result<()> {
+    if a.count == 0 {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO audit_heads (chain, seq, hash) VALUES (?1, 0, ?2) ON CONFLICT (chain) DO NOTHING")
+        .bind(a.chain)
+        .bind(&[0u8; 32][..])
+        .execute(&mut **tx)
+        .await?;
+    let head =
+        sqlx::query("SELECT seq, hash FROM audit_heads WHERE chain = ?1").bind(a.chain).fetch_one(&mut **tx).await?;
+    let mut seq: i64 = head.try_get("seq")?;
+    let mut prev = head_hash(head.try_get("hash")?)?;
+    for i in 0..a.count {
+        seq += 1;
+        let row = (a.seal)(i, seq, prev);
+        sqlx::query(concat!(
+            "INSERT INTO audit_entries (",
+            entry_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ))
+        .bind(&row.chain)
+        .bind(row.seq)
+        .bind(row.at_micros)
+        .bind(&row.actor)
+        .bind(&row.on_behalf_of)
+        .bind(&row.action)
+        .bind(&row.target)
+        .bind(&row.outcome)
+        .bind(&row.fields)
+        .bind(&row.request_id)
+        .bind(&row.prev_hash)
+        .bind(&row.hash)
+        .execute(&mut **tx)
+        .await?;
+        prev = head_hash(row.hash)?;
+    }
+    sqlx::query("UPDATE audit_heads SET seq = ?1, hash = ?2 WHERE chain = ?3")
+        .bind(seq)
+        .bind(&prev[..])
+        .bind(a.chain)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub(crate) async fn append_audit(&self, a: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        append_in(&mut tx, a).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn audit_entries(&self, chain: &str, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ))
+        .bind(chain)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(entry_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn audit_entries_for(
+        &self,
+        chain: &str,
+        target: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE chain = ?1 AND target = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4"
+        ))
+        .bind(chain)
+        .bind(target)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(entry_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn audit_chains(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
+        sqlx::query("SELECT chain, seq, hash FROM audit_heads ORDER BY chain")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("chain")?, r.try_get("seq")?, r.try_get("hash")?)))
+            .collect()
+    }
+
+    pub(crate) async fn insert_checkpoint(&self, c: &CheckpointRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (chain, size, head, at_micros, jws) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (chain, size) DO NOTHING",
+        )
+        .bind(&c.chain)
+        .bind(c.size)
+        .bind(&c.head)
+        .bind(c.at_micros)
+        .bind(&c.jws)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn checkpoints(&self, chain: &str) -> Result<Vec<CheckpointRow>> {
+        sqlx::query("SELECT chain, size, head, at_micros, jws FROM audit_checkpoints WHERE chain = ?1 ORDER BY size")
+            .bind(chain)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(CheckpointRow {
+                    chain: r.try_get("chain")?,
+                    size: r.try_get("size")?,
+                    head: r.try_get("head")?,
+                    at_micros: r.try_get("at_micros")?,
+                    jws: r.try_get("jws")?,
+                })
+            })
+            .collect()
+    }
+}
