@@ -148,6 +148,34 @@ impl Keys {
 
     fn report(&self, event: KeyEvent) {
         self.observer.observe(self.backend(), &event);
+        self.chain(&event);
+    }
+
+    /// Records a key event in the audit trail: the organisation's chain for
+    /// its keys, the platform chain otherwise. Done in the background (a
+    /// KMS call must not wait on the trail); a failure is logged.
+    fn chain(&self, event: &KeyEvent) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (org, action, target, outcome) = match event {
+            KeyEvent::Created { org, version } => (Some(*org), "key.create", format!("org_key:{version}"), "success"),
+            KeyEvent::Unwrapped { org, version } => (Some(*org), "key.unwrap", format!("org_key:{version}"), "success"),
+            KeyEvent::Rewrapped { org, version } => (Some(*org), "key.rewrap", format!("org_key:{version}"), "success"),
+            KeyEvent::Destroyed { org, versions } => {
+                (Some(*org), "key.destroy", format!("org_key:1-{versions}"), "success")
+            }
+            KeyEvent::Failed { org, .. } => (*org, "kms.call", "kms".to_owned(), "failure"),
+        };
+        let chain = org.map_or_else(|| crate::audit::PLATFORM_CHAIN.to_owned(), crate::audit::org_chain);
+        let mut entry = crate::audit::draft(format!("kms:{}", self.backend()), action, target, Vec::new());
+        entry.outcome = outcome.to_owned();
+        let store = self.store.clone();
+        runtime.spawn(async move {
+            let pending = crate::audit::Pending::new(chain, vec![entry]);
+            let sealer = pending.sealer();
+            if let Err(e) = store.append_audit(&crate::audit::append_of!(pending, sealer)).await {
+                tracing::warn!(error = %e, "could not record a key event in the audit trail");
+            }
+        });
     }
 
     fn failed(&self, org: Option<OrgId>, e: KmsError) -> KeyError {

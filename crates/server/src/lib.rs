@@ -224,7 +224,8 @@ async fn background_jobs(engine: Engine) {
     let checkpoints = {
         let engine = engine.clone();
         async move {
-            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+            let start = tokio::time::Instant::now() + CHECKPOINT_EVERY;
+            let mut tick = tokio::time::interval_at(start, CHECKPOINT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
