@@ -416,7 +416,17 @@ impl Engine {
 
     /// Revokes one of the caller's own sessions; false if no such session.
     pub async fn revoke_session(&self, principal: &Principal, id: SessionId) -> Result<bool, EngineError> {
-        Ok(self.store.revoke_session(principal.user, id).await?)
+        let revoked = self.store.revoke_session(principal.user, id).await?;
+        if revoked {
+            self.platform_audit(crate::audit::by(principal, "session.revoke", format!("session:{id}"), Vec::new()))
+                .await?;
+        }
+        Ok(revoked)
+    }
+
+    /// Records an account event on the platform chain.
+    async fn platform_audit(&self, entry: audit::Draft) -> Result<(), EngineError> {
+        self.record(&crate::audit::Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry])).await
     }
 
     /// The one authorisation decision for organisation actions: the caller
@@ -574,6 +584,8 @@ impl Engine {
                 self.store.revoke_session(user.id, s.id).await?;
             }
         }
+        self.platform_audit(crate::audit::by(principal, "password.change", format!("user:{}", user.id), Vec::new()))
+            .await?;
         Ok(())
     }
 
@@ -615,6 +627,12 @@ impl Engine {
         }
         self.store.set_password_hash(user, &hash).await?;
         self.store.revoke_all_sessions(user).await?;
+        let action = match purpose {
+            store::SetupPurpose::Reset => "password.reset",
+            store::SetupPurpose::Initial => "password.setup",
+        };
+        self.platform_audit(crate::audit::draft(format!("user:{user}"), action, format!("user:{user}"), Vec::new()))
+            .await?;
         Ok(user)
     }
 
@@ -671,6 +689,8 @@ impl Engine {
         }
         self.store.replace_recovery_codes(principal.user, &hashes).await?;
         self.store.set_session_mfa(principal.session).await?;
+        let target = format!("user:{}", principal.user);
+        self.platform_audit(crate::audit::by(principal, "mfa.enable", target, vec!["totp".into()])).await?;
         Ok(codes)
     }
 

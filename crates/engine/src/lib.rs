@@ -3,8 +3,8 @@
 //!
 //! Architecture invariant: authorisation is decided here, by one policy
 //! function, for every caller; `server` authenticates but does not decide.
-//! Today the engine owns the store and the key hierarchy; identity,
-//! profiles and audit arrive with their issues.
+//! The engine owns the store, the key hierarchy and the blob store:
+//! identity, profiles and attachments, and the audit trail they write.
 
 pub mod attachments;
 pub mod audit;

@@ -126,6 +126,16 @@ backend_tests! {
         assert!(rows.iter().all(|r| r.actor.starts_with("user:") && r.outcome == "success"));
         let dump = format!("{rows:?}");
         assert!(!dump.contains("Rosalind") && !dump.contains("example.org") && !dump.contains("hired"), "no values");
+        // Sign-ins and 2FA enrolment are on the platform chain, without addresses.
+        let platform = trail(&app, engine::PLATFORM_CHAIN).await;
+        let kinds: Vec<&str> = platform.iter().map(|r| r.action.as_str()).collect();
+        assert!(kinds.contains(&"signin") && kinds.contains(&"mfa.enable"), "{kinds:?}");
+        assert!(!format!("{platform:?}").contains("example.com"), "no addresses");
+        let failed = app.client.post(app.url("/v1/auth/login")).json(&json!({"email": "nobody@example.com", "password": "wrong password here"})).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(failed, 401);
+        let platform = trail(&app, engine::PLATFORM_CHAIN).await;
+        let last = platform.last().map(|r| (r.action.as_str(), r.target.as_str(), r.outcome.as_str()));
+        assert_eq!(last, Some(("signin", "user:unknown", "failure")), "a failed sign-in, without the address tried");
         let reports = app.engine().verify_audit(None).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(reports.iter().all(|r| r.result.is_ok()), "{reports:?}");
         app.shutdown().await.ok();
