@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::audit::{Pending, by, org_chain, profile_target};
 use crate::identity::{Authorized, Principal};
-use crate::profiles::{ProfileError, actor_of};
-use crate::{Denied, Engine, EngineError, KeyError};
+use crate::profiles::{ProfileError, Reach, actor_of};
+use crate::{Engine, EngineError, KeyError};
 
 /// The longest attachment name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
@@ -279,13 +279,9 @@ impl Engine {
         org: OrgId,
         profile: ProfileId,
     ) -> Result<ProfileRow, EngineError> {
-        match self.authorize(principal, org, Action::ReadProfiles).await {
-            Ok(_) => Ok(self.store.get_profile(org, profile).await?.ok_or(ProfileError::NotFound)?),
-            Err(denied @ (Denied::NotFound | Denied::Forbidden)) => match self.store.get_profile(org, profile).await? {
-                Some(row) if principal.service_account.is_none() && row.owner == Some(principal.user) => Ok(row),
-                _ => Err(denied.into()),
-            },
-            Err(e) => Err(e.into()),
+        match self.reach_profile(principal, org, profile, &[Action::ReadProfiles]).await? {
+            Reach::Granted(_) => Ok(self.store.get_profile(org, profile).await?.ok_or(ProfileError::NotFound)?),
+            Reach::Owner(row) => Ok(row),
         }
     }
 

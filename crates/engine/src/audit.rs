@@ -95,28 +95,16 @@ impl Pending {
         Self { chain, drafts }
     }
 
-    /// The sealing function the store calls under the chain's head.
-    pub(crate) fn sealer(&self) -> impl Fn(usize, i64, [u8; 32]) -> AuditRow + Send + Sync + '_ {
-        // The store asks only for indexes below `len()`.
-        move |i, seq, prev| to_row(self.drafts[i].seal(&self.chain, u64::try_from(seq).unwrap_or(0), prev))
-    }
-
-    pub(crate) fn chain(&self) -> &str {
-        &self.chain
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.drafts.len()
+    /// The append the store makes under the chain's head, in the caller's
+    /// transaction.
+    pub(crate) fn append(&self) -> AuditAppend<'_> {
+        // The store asks only for indexes below `count`.
+        let seal = move |i: usize, seq: i64, prev| {
+            to_row(self.drafts[i].seal(&self.chain, u64::try_from(seq).unwrap_or(0), prev))
+        };
+        AuditAppend { chain: &self.chain, count: self.drafts.len(), seal: Box::new(seal) }
     }
 }
-
-/// Builds the store's `AuditAppend` for some pending drafts.
-macro_rules! append_of {
-    ($pending:expr, $sealer:ident) => {
-        store::AuditAppend { chain: $pending.chain(), count: $pending.len(), seal: &$sealer }
-    };
-}
-pub(crate) use append_of;
 
 /// One entry as a reader sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,12 +165,7 @@ pub struct ChainReport {
 impl Engine {
     /// Appends drafts to a chain in a transaction of their own.
     pub(crate) async fn record(&self, pending: &Pending) -> Result<(), EngineError> {
-        if pending.len() == 0 {
-            return Ok(());
-        }
-        let sealer = pending.sealer();
-        let append: AuditAppend<'_> = append_of!(pending, sealer);
-        self.store.append_audit(&append).await?;
+        self.store.append_audit(&pending.append()).await?;
         Ok(())
     }
 
@@ -221,17 +204,11 @@ impl Engine {
         after: u64,
         limit: u32,
     ) -> Result<Vec<AuditView>, EngineError> {
-        let allowed = match self.authorize(principal, org, Action::WriteProfiles).await {
-            Ok(_) => true,
-            Err(Denied::Forbidden | Denied::NotFound) => {
-                self.authorize(principal, org, Action::ReadAudit).await.is_ok()
-                    || (principal.service_account.is_none()
-                        && self.store.get_profile(org, id).await?.is_some_and(|p| p.owner == Some(principal.user)))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if !allowed {
-            return Err(ProfileError::NotFound.into());
+        // Writers and auditors see the history even of a deleted record.
+        match self.reach_profile(principal, org, id, &[Action::WriteProfiles, Action::ReadAudit]).await {
+            Ok(_) => {}
+            Err(EngineError::Denied(Denied::NotFound | Denied::Forbidden)) => return Err(ProfileError::NotFound.into()),
+            Err(e) => return Err(e),
         }
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let rows =

@@ -371,8 +371,7 @@ impl Engine {
     /// logged, not fatal: refusing every sign-in while the store hiccups
     /// would lock everyone out.
     async fn signin_audit(&self, entry: audit::Draft) {
-        let pending = crate::audit::Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry]);
-        if let Err(e) = self.record(&pending).await {
+        if let Err(e) = self.platform_audit(entry).await {
             tracing::warn!(error = %e, "could not record a sign-in in the audit trail");
         }
     }
@@ -470,6 +469,20 @@ impl Engine {
             return Err(Denied::MfaRequired);
         }
         Ok(Authorized { principal: principal.clone(), org, grant: Grant::Role(role), action })
+    }
+
+    /// The person a record belongs to reaches it without membership, but
+    /// not past the organisation's suspension or its 2FA rule.
+    pub(crate) async fn authorize_record_owner(&self, principal: &Principal, org: OrgId) -> Result<(), Denied> {
+        let (status, requires_mfa) =
+            self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
+        if status == domain::OrgStatus::Suspended {
+            return Err(Denied::Suspended);
+        }
+        if requires_mfa && !principal.mfa_passed {
+            return Err(Denied::MfaRequired);
+        }
+        Ok(())
     }
 
     /// The one authorisation decision for platform actions: operators only.

@@ -171,8 +171,7 @@ impl Keys {
         let store = self.store.clone();
         runtime.spawn(async move {
             let pending = crate::audit::Pending::new(chain, vec![entry]);
-            let sealer = pending.sealer();
-            if let Err(e) = store.append_audit(&crate::audit::append_of!(pending, sealer)).await {
+            if let Err(e) = store.append_audit(&pending.append()).await {
                 tracing::warn!(error = %e, "could not record a key event in the audit trail");
             }
         });

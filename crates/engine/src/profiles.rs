@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use store::{ProfileRow, SchemaRecord, Term, TermFilter};
 use time::OffsetDateTime;
 
-use crate::audit::{Pending, append_of, by, draft, org_chain, profile_target};
+use crate::audit::{Pending, by, draft, org_chain, profile_target};
 use crate::identity::{Authorized, Principal};
 use crate::{Denied, Engine, EngineError, KeyError};
 
@@ -101,6 +101,15 @@ impl std::fmt::Debug for ProfileView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfileView").field("id", &self.id).field("revision", &self.revision).finish_non_exhaustive()
     }
+}
+
+/// How a caller reaches one profile.
+#[derive(Debug)]
+pub(crate) enum Reach {
+    /// Through a grant of the organisation.
+    Granted(Authorized),
+    /// As the person the record belongs to; the row, already read.
+    Owner(ProfileRow),
 }
 
 /// One page of profiles and the cursor of the next.
@@ -186,7 +195,7 @@ impl Engine {
         if expected_version.is_some_and(|v| v != current.version) {
             return Err(ProfileError::SchemaChanged.into());
         }
-        let has_records = self.store.count_profiles(org).await? > 0;
+        let has_records = self.store.has_profiles(org).await?;
         let next = current.evolve(fields, has_records).map_err(ProfileError::Invalid)?;
         let record = SchemaRecord {
             org_id: org,
@@ -253,8 +262,7 @@ impl Engine {
         let names = fields.keys().map(FieldName::to_string).collect();
         let pending =
             Pending::new(org_chain(org), vec![by(auth.principal(), "profile.create", profile_target(id), names)]);
-        let sealer = pending.sealer();
-        self.store.insert_profile(&row, &terms, Some(&append_of!(pending, sealer))).await?;
+        self.store.insert_profile(&row, &terms, Some(&pending.append())).await?;
         Ok(view_of(&schema, &row, Visibility::of(auth), fields))
     }
 
@@ -273,24 +281,44 @@ impl Engine {
         org: OrgId,
         id: ProfileId,
     ) -> Result<ProfileView, EngineError> {
-        let visibility = match self.authorize(principal, org, Action::ReadProfiles).await {
-            Ok(auth) => Visibility::of(&auth),
-            Err(denied @ (Denied::NotFound | Denied::Forbidden)) => {
-                // Not a reader: only the record's owner may see it.
-                let row = self.store.get_profile(org, id).await?;
-                match row {
-                    Some(row) if principal.service_account.is_none() && row.owner == Some(principal.user) => {
-                        let schema = self.load_schema(org).await?;
-                        return self.open_record(principal, &schema, &row, Visibility::All).await;
-                    }
-                    _ => return Err(denied.into()),
-                }
+        let (row, visibility) = match self.reach_profile(principal, org, id, &[Action::ReadProfiles]).await? {
+            Reach::Granted(auth) => {
+                (self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?, Visibility::of(&auth))
             }
-            Err(e) => return Err(e.into()),
+            Reach::Owner(row) => (row, Visibility::All),
         };
-        let row = self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?;
         let schema = self.load_schema(org).await?;
         self.open_record(principal, &schema, &row, visibility).await
+    }
+
+    /// The one rule for reaching a single profile: a member or token whose
+    /// grant allows one of `actions` (tried in order), or else the person
+    /// the record belongs to (a user, never a token). A caller who is
+    /// neither gets the denial of the first action.
+    pub(crate) async fn reach_profile(
+        &self,
+        principal: &Principal,
+        org: OrgId,
+        id: ProfileId,
+        actions: &[Action],
+    ) -> Result<Reach, EngineError> {
+        let mut first_denial = None;
+        for &action in actions {
+            match self.authorize(principal, org, action).await {
+                Ok(auth) => return Ok(Reach::Granted(auth)),
+                Err(denied @ (Denied::NotFound | Denied::Forbidden)) => {
+                    first_denial.get_or_insert(denied);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.store.get_profile(org, id).await? {
+            Some(row) if principal.service_account.is_none() && row.owner == Some(principal.user) => {
+                self.authorize_record_owner(principal, org).await?;
+                Ok(Reach::Owner(row))
+            }
+            _ => Err(first_denial.unwrap_or(Denied::NotFound).into()),
+        }
     }
 
     /// The profiles linked to a user's own account, in any organisation.
@@ -349,13 +377,22 @@ impl Engine {
             updated_by: actor_of(auth.principal()),
             ..row
         };
-        let pending =
-            Pending::new(org_chain(org), vec![by(auth.principal(), "profile.update", profile_target(id), changed)]);
-        let sealer = pending.sealer();
-        if !self.store.update_profile(&updated, if_match, Some(&terms), Some(&append_of!(pending, sealer))).await? {
+        // The answer shows the whole record as it now is: only to a caller
+        // who may read it, and with its read entry in the same transaction.
+        let mut view = view_of(&schema, &updated, Visibility::of(auth), fields);
+        let mut drafts = vec![by(auth.principal(), "profile.update", profile_target(id), changed)];
+        if auth.permits(Action::ReadProfiles) {
+            let shown = view.fields.keys().map(FieldName::to_string).collect();
+            drafts.push(by(auth.principal(), "profile.read", profile_target(id), shown));
+        } else {
+            view.withheld.extend(std::mem::take(&mut view.fields).into_keys());
+            view.withheld.sort();
+        }
+        let pending = Pending::new(org_chain(org), drafts);
+        if !self.store.update_profile(&updated, if_match, Some(&terms), Some(&pending.append())).await? {
             return Err(ProfileError::Stale.into());
         }
-        Ok(view_of(&schema, &updated, Visibility::of(auth), fields))
+        Ok(view)
     }
 
     /// Deletes a profile if it is still at `if_match`, with its
@@ -370,8 +407,7 @@ impl Engine {
         let blobs: Vec<String> = self.store.attachments(org, id).await?.into_iter().map(|a| a.blob_key).collect();
         let pending =
             Pending::new(org_chain(org), vec![by(auth.principal(), "profile.delete", profile_target(id), Vec::new())]);
-        let sealer = pending.sealer();
-        if !self.store.delete_profile(org, id, if_match, Some(&append_of!(pending, sealer))).await? {
+        if !self.store.delete_profile(org, id, if_match, Some(&pending.append())).await? {
             return Err(ProfileError::Stale.into());
         }
         self.forget_blobs(blobs).await;
@@ -390,6 +426,7 @@ impl Engine {
         let mut filters = Vec::new();
         let mut errors = Vec::new();
         let mut index_keys = None;
+        let visibility = Visibility::of(auth);
         for (name, raw) in &query.filters {
             let (def, value) = match schema.query_term(name, raw) {
                 Ok(t) => t,
@@ -398,6 +435,15 @@ impl Engine {
                     continue;
                 }
             };
+            if !visibility.shows(def.classification) {
+                // Matching on a withheld value would reveal it.
+                errors.push(Violation {
+                    path: format!("/{name}"),
+                    rule: "searchable",
+                    message: format!("{name} is sensitive and your access does not include it"),
+                });
+                continue;
+            }
             let bytes = value.search_bytes(def.kind);
             let terms = if def.classification.is_encrypted() {
                 if index_keys.is_none() {
@@ -413,7 +459,6 @@ impl Engine {
             return Err(ProfileError::Invalid(errors).into());
         }
         let rows = self.store.list_profiles(org, query.after, limit + 1, &filters).await?;
-        let visibility = Visibility::of(auth);
         let more = rows.len() > limit as usize;
         let page = &rows[..rows.len().min(limit as usize)];
         let items = self.open_records(auth.principal(), &schema, page, visibility).await?;
@@ -441,19 +486,11 @@ impl Engine {
         let org = auth.org();
         let schema = self.load_schema(org).await?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        let mut total = 0u64;
-        let mut after = None;
-        loop {
-            let rows = self.store.list_profiles(org, after, MAX_PAGE, &[]).await?;
-            for row in &rows {
-                total += 1;
-                for name in row.field_names.split_whitespace() {
-                    *counts.entry(name.to_owned()).or_default() += 1;
-                }
-            }
-            match rows.last() {
-                Some(last) if rows.len() == MAX_PAGE as usize => after = Some(last.id),
-                _ => break,
+        let held = self.store.profile_field_names(org).await?;
+        let total = held.len() as u64;
+        for names in &held {
+            for name in names.split_whitespace() {
+                *counts.entry(name.to_owned()).or_default() += 1;
             }
         }
         let fields = schema
@@ -499,12 +536,7 @@ impl Engine {
                 let updated = ProfileRow { record_key: wrapped, key_version: current, ..row };
                 let pending =
                     Pending::new(org_chain(org), vec![draft("system".into(), "record_key.rewrap", target, Vec::new())]);
-                let sealer = pending.sealer();
-                if self
-                    .store
-                    .update_profile(&updated, revision, Some(&terms), Some(&append_of!(pending, sealer)))
-                    .await?
-                {
+                if self.store.update_profile(&updated, revision, Some(&terms), Some(&pending.append())).await? {
                     done += 1;
                     progressed = true;
                 }
@@ -576,21 +608,36 @@ impl Engine {
             .any(|f| f.classification.is_encrypted() && visibility.shows(f.classification));
         let fields = if needs_key {
             let key = self.record_key(row).await?;
-            self.decrypt_all(schema, row, &key)?
+            self.decrypt_where(schema, row, &key, |c| visibility.shows(c))?
         } else {
             plain_fields(schema, row)?
         };
         Ok(view_of(schema, row, visibility, fields))
     }
 
-    /// Every value of a record, decrypted. Only for `open_record` and for
-    /// re-encrypting on update or re-wrap (never returned unfiltered).
+    /// Every value of a record, decrypted. Only for re-encrypting on update
+    /// or re-wrap (never returned unfiltered).
     fn decrypt_all(&self, schema: &Schema, row: &ProfileRow, record_key: &Key256) -> Result<Fields, EngineError> {
+        self.decrypt_where(schema, row, record_key, |_| true)
+    }
+
+    /// A record's plain values and the encrypted ones whose classification
+    /// `wanted` accepts; the others are not decrypted at all.
+    fn decrypt_where(
+        &self,
+        schema: &Schema,
+        row: &ProfileRow,
+        record_key: &Key256,
+        wanted: impl Fn(Classification) -> bool,
+    ) -> Result<Fields, EngineError> {
         let mut fields = plain_fields(schema, row)?;
         let sealed: BTreeMap<String, String> =
             serde_json::from_slice(&row.sealed).map_err(|_| ProfileError::Integrity("profile"))?;
         for (name, ct) in sealed {
             let def = schema.field_named(&name).ok_or(ProfileError::Integrity("profile"))?;
+            if !wanted(def.classification) {
+                continue;
+            }
             let ct = B64.decode(ct).map_err(|_| ProfileError::Integrity("profile"))?;
             let pt = crypto::decrypt_field(record_key, RECORD_KEY_VERSION, row.org_id, row.id, &name, &ct)
                 .map_err(crypto_integrity("profile field"))?;

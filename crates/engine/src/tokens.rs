@@ -225,6 +225,13 @@ impl Engine {
     /// Authenticates a client by id and secret (constant-time comparison).
     async fn client(&self, client_id: &str, secret: &str) -> Result<ServiceAccountRecord, TokenError> {
         let presented = OpaqueToken::digest_of(secret);
+        // Every client id issued is `sa_` and 32 hex digits; anything else
+        // (a NUL byte, which PostgreSQL cannot even compare) is unknown.
+        let well_formed = client_id.len() == 35
+            && client_id.strip_prefix("sa_").is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !well_formed {
+            return Err(TokenError::InvalidClient);
+        }
         let sa = self.store.service_account_by_client_id(client_id).await.map_err(EngineError::from)?;
         match sa {
             Some(sa) if sa.revoked_at.is_none() && crypto::ct_eq(&sa.secret_hash, &presented) => Ok(sa),

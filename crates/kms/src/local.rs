@@ -235,7 +235,14 @@ impl LocalKms {
             roots.push((next, Key256::generate()?));
             next
         };
-        self.save()?;
+        // Never keep wrapping under a version that is not on disk: after a
+        // restart nothing it wrapped could be unwrapped again.
+        if let Err(e) = self.save() {
+            if let Ok(mut roots) = self.roots.write() {
+                roots.retain(|(v, _)| *v != next);
+            }
+            return Err(e);
+        }
         Ok(next)
     }
 }

@@ -31,15 +31,12 @@ pub struct CheckpointRow {
     pub jws: String,
 }
 
-/// Seals entry `i` of an append at position `seq` after `prev`.
-pub type Sealer<'a> = &'a (dyn Fn(usize, i64, [u8; 32]) -> AuditRow + Send + Sync);
-
-/// Entries to append to one chain, in the same transaction as a change.
-#[derive(Clone, Copy)]
+/// Entries to append to one chain, in the same transaction as a change:
+/// `seal(i, seq, prev)` seals entry `i` at position `seq` after `prev`.
 pub struct AuditAppend<'a> {
     pub chain: &'a str,
     pub count: usize,
-    pub seal: Sealer<'a>,
+    pub seal: Box<dyn Fn(usize, i64, [u8; 32]) -> AuditRow + Send + Sync + 'a>,
 }
 
 impl std::fmt::Debug for AuditAppend<'_> {

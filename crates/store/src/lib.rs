@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, ProfileId, Role, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
-pub use audit::{AuditAppend, AuditRow, CheckpointRow, Sealer};
+pub use audit::{AuditAppend, AuditRow, CheckpointRow};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use identity::{
     InvitationRecord, MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord,
@@ -469,9 +469,15 @@ impl Store {
         dispatch!(self.insert_schema(schema))
     }
 
-    /// How many profiles an organisation holds.
-    pub async fn count_profiles(&self, org: OrgId) -> Result<i64> {
-        dispatch!(self.count_profiles(org))
+    /// Whether an organisation holds any profile.
+    pub async fn has_profiles(&self, org: OrgId) -> Result<bool> {
+        dispatch!(self.has_profiles(org))
+    }
+
+    /// The field names each of an organisation's profiles holds (one
+    /// space-separated string per profile), for the minimisation report.
+    pub async fn profile_field_names(&self, org: OrgId) -> Result<Vec<String>> {
+        dispatch!(self.profile_field_names(org))
     }
 
     /// Stores a new profile and its lookup terms in one transaction.

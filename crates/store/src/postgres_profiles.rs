@@ -60,6 +60,20 @@ fn attachment_from_row(r: &PgRow) -> Result<AttachmentRow> {
     })
 }
 
+/// Writes a profile's lookup terms inside the caller's transaction.
+async fn insert_terms(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, p: &ProfileRow, terms: &[Term]) -> Result<()> {
+    for t in terms {
+        sqlx::query("INSERT INTO profile_terms (org_id, field, term, profile_id) VALUES ($1, $2, $3, $4)")
+            .bind(p.org_id.as_uuid())
+            .bind(&t.field)
+            .bind(&t.term)
+            .bind(p.id.as_uuid())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl PgStore {
     pub(crate) async fn current_schema(&self, org: OrgId) -> Result<Option<SchemaRecord>> {
         let row = sqlx::query(
@@ -96,12 +110,19 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn count_profiles(&self, org: OrgId) -> Result<i64> {
-        Ok(sqlx::query("SELECT count(*) FROM profiles WHERE org_id = $1")
+    pub(crate) async fn has_profiles(&self, org: OrgId) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM profiles WHERE org_id = $1 LIMIT 1")
             .bind(org.as_uuid())
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?
-            .try_get(0)?)
+            .is_some())
+    }
+
+    pub(crate) async fn profile_field_names(&self, org: OrgId) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT field_names FROM profiles WHERE org_id = $1")
+            .bind(org.as_uuid())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub(crate) async fn insert_profile(
@@ -133,15 +154,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "a profile with this id"))?;
-        for t in terms {
-            sqlx::query("INSERT INTO profile_terms (org_id, field, term, profile_id) VALUES ($1, $2, $3, $4)")
-                .bind(p.org_id.as_uuid())
-                .bind(&t.field)
-                .bind(&t.term)
-                .bind(p.id.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_terms(&mut tx, p, terms).await?;
         if let Some(a) = audit {
             crate::postgres_audit::append_in(&mut tx, a).await?;
         }
@@ -196,15 +209,7 @@ impl PgStore {
                 .bind(p.id.as_uuid())
                 .execute(&mut *tx)
                 .await?;
-            for t in terms {
-                sqlx::query("INSERT INTO profile_terms (org_id, field, term, profile_id) VALUES ($1, $2, $3, $4)")
-                    .bind(p.org_id.as_uuid())
-                    .bind(&t.field)
-                    .bind(&t.term)
-                    .bind(p.id.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_terms(&mut tx, p, terms).await?;
         }
         if let Some(a) = audit {
             crate::postgres_audit::append_in(&mut tx, a).await?;
@@ -244,6 +249,11 @@ impl PgStore {
         limit: u32,
         filters: &[TermFilter],
     ) -> Result<Vec<ProfileRow>> {
+        if filters.iter().any(|f| f.terms.is_empty()) {
+            // A filter no term can satisfy (e.g. no live key to make a
+            // token with): nothing matches, and `IN ()` is not SQL.
+            return Ok(Vec::new());
+        }
         let mut sql = format!("SELECT {} FROM profiles p WHERE p.org_id = $1", profile_columns!());
         let mut n = 1;
         if after.is_some() {

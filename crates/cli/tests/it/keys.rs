@@ -3,14 +3,13 @@
 //! no key material in a full dump; the unwrapped-key cache; a KMS outage;
 //! and `strongroom` on each real key backend (SoftHSM2, OpenBao, moto).
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use domain::{NewOrganisation, OrgName, OrgSlug};
 use engine::{CacheSettings, Engine, EngineError, KeyError, KeyEvent, KeyObserver};
 use testkit::{Backend, TcpProxy, TestDb, backend_tests, client_trusting, spawn_app_with};
 
-use crate::strongroom;
+use crate::{cli, contains, strongroom};
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -21,44 +20,10 @@ fn new_org(slug: &str, name: &str) -> NewOrganisation {
     }
 }
 
-/// Runs `strongroom ARGS --data-dir D` against the test deployment, with the
-/// database URL for PostgreSQL and the given environment.
-fn cli(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let data_dir = db.data_dir();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--data-dir", data_dir.to_str().unwrap_or("")]);
-    let mut env: Vec<(&str, &str)> = env.to_vec();
-    if let Some(url) = &db.database_url {
-        env.push(("STRONGROOM_DATABASE_URL", url.as_str()));
-    }
-    strongroom(&all, &env)
-}
-
 fn ok(result: (i32, String, String)) -> String {
     let (code, out, err) = result;
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     out
-}
-
-/// Every byte of every file under `dir`.
-fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                out.push((p.display().to_string(), bytes));
-            }
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Counts key events.
@@ -157,7 +122,7 @@ backend_tests! {
         }
         let hex_secrets: Vec<Vec<u8>> = secrets.iter().map(|s| hex::encode(s).into_bytes()).collect();
 
-        let mut dumps = all_bytes(&db.data_dir());
+        let mut dumps = testkit::files_under(&db.data_dir());
         if backend == Backend::Postgres {
             let pg_dump = format!("{}/pg_dump", std::env::var("PG_TEST_BIN").unwrap_or_else(|_| panic!("PG_TEST_BIN: run scripts/test")));
             let out = std::process::Command::new(pg_dump)
@@ -357,7 +322,7 @@ async fn seeded_personal_values_are_nowhere_in_the_data_directory() {
         let _ = app.login(email, "correct horse battery staple").await;
     }
     // Searched while running: the write-ahead log is page-encrypted too.
-    let files = all_bytes(&app.db.data_dir());
+    let files = testkit::files_under(&app.db.data_dir());
     assert!(files.iter().any(|(n, _)| n.ends_with("strongroom.db")), "the database is among the files searched");
     for (file, bytes) in &files {
         for (name, email) in people {

@@ -37,3 +37,21 @@ pub fn strongroom(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) 
         Err(e) => panic!("cannot run strongroom: {e}"),
     }
 }
+
+/// Runs `strongroom ARGS --data-dir D` against a test deployment, with the
+/// database URL for PostgreSQL and the given environment.
+pub fn cli(db: &testkit::TestDb, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let data_dir = db.data_dir();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--data-dir", data_dir.to_str().unwrap_or("")]);
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    if let Some(url) = &db.database_url {
+        env.push(("STRONGROOM_DATABASE_URL", url.as_str()));
+    }
+    strongroom(&all, &env)
+}
+
+/// Whether `needle` occurs in `haystack`, byte for byte.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

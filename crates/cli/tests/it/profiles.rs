@@ -9,6 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::{Backend, TestApp, UserClient, backend_tests, spawn_app};
 
+use crate::contains;
+
 const PW: &str = "correct horse battery staple";
 const ORG: &str = "/v1/orgs/acme-people";
 
@@ -25,7 +27,7 @@ fn schema() -> Value {
         { "name": "full_name", "type": "string", "required": true, "classification": "personal" },
         { "name": "email", "type": "email", "searchable": true, "classification": "personal" },
         { "name": "phone", "type": "phone", "searchable": true },
-        { "name": "birth_date", "type": "date", "classification": "sensitive" },
+        { "name": "birth_date", "type": "date", "classification": "sensitive", "searchable": true },
         { "name": "diagnosis", "type": "text", "classification": "sensitive" },
         { "name": "stage", "type": "enum", "values": ["applied", "interview", "hired"], "classification": "plain" },
         { "name": "score", "type": "number", "classification": "plain" },
@@ -113,10 +115,6 @@ async fn patch(c: &UserClient, id: &str, etag: Option<&str>, body: Value) -> (u1
         req = req.header("if-match", e);
     }
     json_of(req.send().await.unwrap_or_else(|e| panic!("{e}"))).await
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 backend_tests! {
@@ -257,6 +255,13 @@ backend_tests! {
         assert_eq!(status, 404, "another's record looks like none");
         let (status, _, _) = json_of(o.person.get(&format!("{ORG}/profiles")).await).await;
         assert_eq!(status, 404, "a non-member cannot list");
+        // The record owner is not let past a suspension.
+        let org_id = app.engine().org_by_slug(&domain::OrgSlug::parse("acme-people").unwrap_or_else(|e| panic!("{e}"))).await.unwrap_or_else(|e| panic!("{e}")).id;
+        let platform = app.engine().authorize_local_admin(domain::PlatformAction::ManageOrgs);
+        app.engine().update_org(&platform, org_id, None, Some(domain::OrgStatus::Suspended)).await.unwrap_or_else(|e| panic!("{e}"));
+        let (status, v, _) = json_of(o.person.get(&path).await).await;
+        assert_eq!((status, v["type"].as_str()), (403, Some("urn:strongroom:problem:org-suspended")), "{v}");
+        app.engine().update_org(&platform, org_id, None, Some(domain::OrgStatus::Active)).await.unwrap_or_else(|e| panic!("{e}"));
 
         // Service accounts: profiles:read withholds sensitive fields, profiles:read-sensitive does not.
         for (scope, sees_sensitive) in [("profiles:read", false), ("profiles:read profiles:read-sensitive", true)] {
@@ -300,6 +305,11 @@ backend_tests! {
         assert_eq!(found("remote=true").await, [ids[0].clone(), ids[2].clone()], "plain fields filter");
         assert_eq!(found("remote=true&score=5.5").await, [ids[2].clone()]);
         assert!(found("stage=hired").await.is_empty());
+        // A sensitive field is searchable only by those who may see it: a match would reveal the value.
+        let (status, v, _) = json_of(o.editor.get(&format!("{ORG}/profiles?birth_date=1990-04-02")).await).await;
+        assert_eq!((status, v["profiles"][0]["id"].as_str()), (200, Some(ids[1].as_str())), "{v}");
+        let (status, v, _) = json_of(o.viewer.get(&format!("{ORG}/profiles?birth_date=1990-04-02")).await).await;
+        assert_eq!((status, v["errors"][0]["rule"].as_str()), (422, Some("searchable")), "{v}");
         for (q, rule) in [("full_name=Marguerite", "searchable"), ("diagnosis=x", "searchable"), ("shoe=9", "unknown"), ("score=lots", "type"), ("limit=0", "range"), ("email=vantongeren", "format")] {
             let (status, v, _) = json_of(o.viewer.get(&format!("{ORG}/profiles?{q}")).await).await;
             assert_eq!(status, 422, "{q}: {v}");
@@ -394,6 +404,11 @@ backend_tests! {
         assert_eq!(status, 500, "{v}");
         assert_eq!(v["type"], "urn:strongroom:problem:integrity");
         assert!(!v.to_string().contains(PEOPLE[1].0));
+
+        // Crypto-shredded: a search on an encrypted field finds nothing, on either backend.
+        app.engine().keys().destroy_org(org).await.unwrap_or_else(|e| panic!("{e}"));
+        let (status, found, _) = json_of(o.viewer.get(&format!("{ORG}/profiles?email=quentin.zabriskie%40example.org")).await).await;
+        assert_eq!((status, found["profiles"].as_array().map(Vec::len)), (200, Some(0)), "{found}");
         app.shutdown().await.ok();
     }
 

@@ -171,11 +171,6 @@ fn client_credentials(
         }
         None => (form_id?, form_secret?),
     };
-    // No client id holds a control character (and PostgreSQL cannot even
-    // compare a string holding NUL): such a client is unknown.
-    if id.chars().any(char::is_control) {
-        return None;
-    }
     Some((id, secret))
 }
 

@@ -24,7 +24,12 @@ pub(super) async fn resolve(state: &AppState, org: &str) -> Result<OrgId, ApiErr
         return Ok(id);
     }
     let slug = OrgSlug::parse(org).map_err(|_| EngineError::Denied(Denied::NotFound))?;
-    Ok(state.engine.org_by_slug(&slug).await.map_err(|_| EngineError::Denied(Denied::NotFound))?.id)
+    match state.engine.org_by_slug(&slug).await {
+        Ok(org) => Ok(org.id),
+        Err(EngineError::NoSuchOrg(_)) => Err(EngineError::Denied(Denied::NotFound).into()),
+        // A store failure is not "no such organisation".
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Finds the organisation named by a path segment and authorises the
@@ -172,7 +177,13 @@ pub(super) struct Accepted {
     responses((status = 200, description = "The organisations the caller may see", body = OrgList)),
 )]
 pub async fn list(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
-    let orgs = if state.engine.authorize_platform(&p, PlatformAction::ListOrgs).is_ok() {
+    let operator = match state.engine.authorize_platform(&p, PlatformAction::ListOrgs) {
+        Ok(_) => true,
+        Err(Denied::Forbidden) => false,
+        // An operator without 2FA is told so, not shown an empty list.
+        Err(e) => return Err(EngineError::Denied(e).into()),
+    };
+    let orgs = if operator {
         state.engine.list_orgs().await?
     } else {
         let mut orgs = Vec::new();

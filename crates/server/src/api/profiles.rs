@@ -799,7 +799,7 @@ pub async fn get_attachment(
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", info.name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // `X-Content-Type-Options: nosniff` comes with every response (lib.rs).
     Ok(res)
 }
 
