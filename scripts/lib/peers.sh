@@ -1,14 +1,14 @@
 # peers.sh: sourced helpers to run throwaway key-management peers for tests: a SoftHSM token (PKCS#11), moto (AWS KMS), OpenBao dev server (Transit),
-# plus an SMTP sink writing a Maildir (aiosmtpd), reference tools for OTP (oathtool, pyotp) and JOSE (jwcrypto), and the API fuzzer schemathesis.
-# Usage: source scripts/lib/peers.sh; trap peers_stop EXIT; softhsm_start; moto_start; openbao_start; smtp_start; otp_install; jwcrypto_install; schemathesis_install
+# plus an SMTP sink writing a Maildir (aiosmtpd), a syslog receiver over TCP and TLS (rsyslog), reference tools for OTP (oathtool, pyotp) and JOSE (jwcrypto), and the API fuzzer schemathesis.
+# Usage: source scripts/lib/peers.sh; trap peers_stop EXIT; softhsm_start; moto_start; openbao_start; smtp_start; syslog_start; otp_install; jwcrypto_install; schemathesis_install
 # Exports STRONGROOM_TEST_PKCS11_{MODULE,TOKEN,PIN}, STRONGROOM_TEST_AWS_ENDPOINT (+ AWS_*), STRONGROOM_TEST_TRANSIT_{ADDR,TOKEN,KEY},
-# STRONGROOM_TEST_SMTP_ADDR, STRONGROOM_TEST_MAILDIR, STRONGROOM_TEST_PYOTP_PYTHON, STRONGROOM_TEST_JWCRYPTO_PYTHON, STRONGROOM_TEST_SCHEMATHESIS.
-# Venvs live at ${STRONGROOM_TEST_VENV_DIR:-<repo>/target/venvs}/{moto,openbao,smtp,pyotp,jwcrypto,schemathesis}; logs, config, tokens and the Maildir in one temp dir (PEERS_TEST_DIR).
+# STRONGROOM_TEST_SMTP_ADDR, STRONGROOM_TEST_MAILDIR, STRONGROOM_TEST_SYSLOG_{ADDR,TLS_ADDR,CA,FILE}, STRONGROOM_TEST_PYOTP_PYTHON, STRONGROOM_TEST_JWCRYPTO_PYTHON, STRONGROOM_TEST_SCHEMATHESIS.
+# Venvs live at ${STRONGROOM_TEST_VENV_DIR:-<repo>/target/venvs}/{moto,openbao,smtp,pyotp,jwcrypto,schemathesis}; logs, config, tokens, the Maildir and the syslog certificates and received.log in one temp dir (PEERS_TEST_DIR).
 
 _PEERS_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/lib/packages.sh
 declare -F ensure_commands >/dev/null || source "$_PEERS_REPO_ROOT/scripts/lib/packages.sh"
-_PEERS_MOTO_PID="" _PEERS_BAO_PID="" _PEERS_SMTP_PID=""
+_PEERS_MOTO_PID="" _PEERS_BAO_PID="" _PEERS_SMTP_PID="" _PEERS_SYSLOG_PID=""
 
 # Create the shared temp dir once (not in a subshell: it sets PEERS_TEST_DIR).
 _peers_dir() {
@@ -173,6 +173,73 @@ smtp_start() {
   echo "smtp: ready on 127.0.0.1:$port (Maildir $maildir)"
 }
 
+# _syslog_gtls_so: prints the path of rsyslog's GnuTLS netstream driver (package rsyslog-gnutls); fails if absent.
+_syslog_gtls_so() {
+  local so
+  for so in /usr/lib/*/rsyslog/lmnsd_gtls.so /usr/lib/rsyslog/lmnsd_gtls.so /usr/lib64/rsyslog/lmnsd_gtls.so; do
+    [[ -e $so ]] && { echo "$so"; return 0; }
+  done
+  return 1
+}
+
+# Syslog receiver: rsyslogd with two imtcp inputs, plain TCP on STRONGROOM_TEST_SYSLOG_ADDR and TLS (RFC 5425, gtls driver, server
+# name "localhost", CA in STRONGROOM_TEST_SYSLOG_CA) on STRONGROOM_TEST_SYSLOG_TLS_ADDR; both take octet-counted (RFC 6587) and LF-terminated
+# frames. Every message lands as one line "%rawmsg%" (the frame as sent, from "<PRI>1 " on, minus the length prefix) in STRONGROOM_TEST_SYSLOG_FILE.
+syslog_start() {
+  local dir port tls_port
+  # Already running (second call): keep it.
+  if [[ -n ${_PEERS_SYSLOG_PID:-} && -n ${STRONGROOM_TEST_SYSLOG_ADDR:-} ]] \
+      && grep -qa rsyslogd "/proc/$_PEERS_SYSLOG_PID/cmdline" 2>/dev/null; then
+    echo "syslog: ready on $STRONGROOM_TEST_SYSLOG_ADDR, TLS on $STRONGROOM_TEST_SYSLOG_TLS_ADDR (received $STRONGROOM_TEST_SYSLOG_FILE)"; return 0
+  fi
+  ensure_commands rsyslogd:rsyslog openssl:openssl || { echo "syslog: apt-get install rsyslog openssl failed" >&2; return 1; }
+  # The TLS driver is a loadable module, not a command: "lmnsd_gtls.so" is never on PATH, so this installs rsyslog-gnutls.
+  _syslog_gtls_so >/dev/null || ensure_commands lmnsd_gtls.so:rsyslog-gnutls
+  _syslog_gtls_so >/dev/null || { echo "syslog: apt-get install rsyslog-gnutls failed (no lmnsd_gtls.so)" >&2; return 1; }
+  _peers_dir; dir="$PEERS_TEST_DIR/syslog"; port="$(_peers_port)"; tls_port="$(_peers_port)"
+  mkdir -p "$dir/work"; : >"$dir/received.log"
+  # Throwaway CA and server certificate (EC P-256, 3 days) for localhost / 127.0.0.1; extensions strict verifiers (webpki, X509_STRICT) want.
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
+    "subjectAltName=DNS:localhost,IP:127.0.0.1" "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid:always" >"$dir/server.ext"
+  if ! { openssl req -x509 -config /dev/null -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3 \
+        -subj "/CN=Strongroom test syslog CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -addext "subjectKeyIdentifier=hash" \
+      && openssl req -new -config /dev/null -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout "$dir/server.key" -out "$dir/server.csr" \
+      && openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
+        -days 3 -extfile "$dir/server.ext" -out "$dir/server.pem"; } >"$dir/openssl.log" 2>&1; then
+    echo "syslog: making the test certificates failed:" >&2; cat "$dir/openssl.log" >&2; return 1
+  fi
+  # Only imtcp is loaded (no imuxsock/imklog: /dev/log and the kernel log stay untouched); no privilege drop, state in $dir/work.
+  # maxMessageSize must come before the inputs. The inputs feed ruleset "received"; rsyslogd's own messages go to internal.log
+  # (processInternalMessages: else they would go to the system's syslog socket); its errors also go to stderr, rsyslogd.log.
+  # Control characters stay escaped on receive (LF as #012), which keeps one message per line; JSON text has none. A message over
+  # 64 KiB is cut there and its rest read as a further message. Priority "NORMAL" offers TLS 1.3 and 1.2 (rsyslog's default stops at 1.2).
+  cat >"$dir/rsyslog.conf" <<CONF
+global(workDirectory="$dir/work" maxMessageSize="64k" net.enableDNS="off" abortOnUncleanConfig="on"
+       processInternalMessages="on")
+module(load="imtcp")
+template(name="rawmsg" type="string" string="%rawmsg%\n")
+ruleset(name="received") {
+  action(type="omfile" file="$dir/received.log" template="rawmsg" flushOnTXEnd="on" asyncWriting="off")
+}
+input(type="imtcp" address="127.0.0.1" port="$port" ruleset="received" supportOctetCountedFraming="on")
+input(type="imtcp" address="127.0.0.1" port="$tls_port" ruleset="received" supportOctetCountedFraming="on"
+      streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon" gnutlsPriorityString="NORMAL"
+      streamDriver.CAFile="$dir/ca.pem" streamDriver.CertFile="$dir/server.pem" streamDriver.KeyFile="$dir/server.key")
+action(type="omfile" file="$dir/internal.log")
+CONF
+  rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslogd.pid" </dev/null >"$dir/rsyslogd.log" 2>&1 &
+  _PEERS_SYSLOG_PID=$!
+  if ! { _peers_wait_tcp syslog "$_PEERS_SYSLOG_PID" "$port" "$dir/rsyslogd.log" \
+      && _peers_wait_tcp syslog "$_PEERS_SYSLOG_PID" "$tls_port" "$dir/rsyslogd.log"; }; then
+    _peers_kill "$_PEERS_SYSLOG_PID" rsyslogd; _PEERS_SYSLOG_PID=""; return 1
+  fi
+  export STRONGROOM_TEST_SYSLOG_ADDR="127.0.0.1:$port" STRONGROOM_TEST_SYSLOG_TLS_ADDR="127.0.0.1:$tls_port" \
+    STRONGROOM_TEST_SYSLOG_CA="$dir/ca.pem" STRONGROOM_TEST_SYSLOG_FILE="$dir/received.log"
+  echo "syslog: ready on 127.0.0.1:$port, TLS on 127.0.0.1:$tls_port (received $dir/received.log)"
+}
+
 # OTP reference implementations: oathtool (apt) and pyotp (venv); nothing to run.
 otp_install() {
   local venv
@@ -198,13 +265,15 @@ schemathesis_install() {
   echo "schemathesis: ready, $("$STRONGROOM_TEST_SCHEMATHESIS" --version) ($STRONGROOM_TEST_SCHEMATHESIS)"
 }
 
-# Stop moto, OpenBao and the SMTP sink and delete the temp dir; idempotent, safe if nothing started (use in trap ... EXIT).
+# Stop moto, OpenBao, the SMTP sink and rsyslogd and delete the temp dir; idempotent, safe if nothing started (use in trap ... EXIT).
 peers_stop() {
   _peers_kill "${_PEERS_MOTO_PID:-}" moto_server
   _peers_kill "${_PEERS_BAO_PID:-}" bao
   _peers_kill "${_PEERS_SMTP_PID:-}" aiosmtpd
-  _PEERS_MOTO_PID="" _PEERS_BAO_PID="" _PEERS_SMTP_PID=""
+  _peers_kill "${_PEERS_SYSLOG_PID:-}" rsyslogd
+  _PEERS_MOTO_PID="" _PEERS_BAO_PID="" _PEERS_SMTP_PID="" _PEERS_SYSLOG_PID=""
   [[ -n ${PEERS_TEST_DIR:-} ]] && rm -rf "$PEERS_TEST_DIR"
-  unset PEERS_TEST_DIR SOFTHSM2_CONF STRONGROOM_TEST_AWS_ENDPOINT STRONGROOM_TEST_TRANSIT_ADDR STRONGROOM_TEST_SMTP_ADDR STRONGROOM_TEST_MAILDIR
+  unset PEERS_TEST_DIR SOFTHSM2_CONF STRONGROOM_TEST_AWS_ENDPOINT STRONGROOM_TEST_TRANSIT_ADDR STRONGROOM_TEST_SMTP_ADDR STRONGROOM_TEST_MAILDIR \
+    STRONGROOM_TEST_SYSLOG_ADDR STRONGROOM_TEST_SYSLOG_TLS_ADDR STRONGROOM_TEST_SYSLOG_CA STRONGROOM_TEST_SYSLOG_FILE
   return 0
 }

@@ -11,6 +11,8 @@
 //! previous hash))`; the first entry's previous hash is 32 zero bytes.
 //! A checkpoint is an EdDSA JWS over `{chain, size, head, at}`.
 
+pub mod export;
+
 use std::collections::HashMap;
 
 use crypto::jose::{JoseError, SigningKey, VerifyingKeyEntry};

@@ -25,7 +25,7 @@ pub fn profile_target(id: ProfileId) -> String {
     format!("profile:{id}")
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     let t = store::now();
     i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }
@@ -66,7 +66,7 @@ fn to_row(e: Entry) -> AuditRow {
     }
 }
 
-fn from_row(r: AuditRow) -> Entry {
+pub(crate) fn from_row(r: AuditRow) -> Entry {
     let hash32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).unwrap_or([0xff; 32]);
     Entry {
         chain: r.chain,
@@ -81,6 +81,17 @@ fn from_row(r: AuditRow) -> Entry {
         request_id: r.request_id,
         prev_hash: hash32(r.prev_hash),
         hash: hash32(r.hash),
+    }
+}
+
+/// A stored checkpoint as the `audit` crate reads it.
+pub(crate) fn checkpoint_of(c: CheckpointRow) -> Checkpoint {
+    Checkpoint {
+        chain: c.chain,
+        size: u64::try_from(c.size).unwrap_or(0),
+        head: <[u8; 32]>::try_from(c.head).unwrap_or([0xff; 32]),
+        at_micros: c.at_micros,
+        jws: c.jws,
     }
 }
 
@@ -261,19 +272,8 @@ impl Engine {
                 after = last.seq;
                 entries.extend(page.into_iter().map(from_row));
             }
-            let checkpoints: Vec<Checkpoint> = self
-                .store
-                .checkpoints(&chain)
-                .await?
-                .into_iter()
-                .map(|c| Checkpoint {
-                    chain: c.chain,
-                    size: u64::try_from(c.size).unwrap_or(0),
-                    head: <[u8; 32]>::try_from(c.head).unwrap_or([0xff; 32]),
-                    at_micros: c.at_micros,
-                    jws: c.jws,
-                })
-                .collect();
+            let checkpoints: Vec<Checkpoint> =
+                self.store.checkpoints(&chain).await?.into_iter().map(checkpoint_of).collect();
             out.push(ChainReport { result: audit::verify(&entries, &checkpoints, &keys), chain });
         }
         Ok(out)

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod keys;
 pub mod mail;
 pub mod profiles;
+pub mod sinks;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, Ke
 pub use profiles::{
     FieldHolding, Page, PersonalDataReport, ProfileError, ProfileQuery, ProfileView, Visibility, actor_of,
 };
+pub use sinks::{Sink, SinkError, SinkSettings, SinkTarget, SyslogOrigin, TlsTrust};
 pub use tokens::{IssuedToken, TokenError, TokenSettings};
 
 /// Why the engine cannot serve requests right now.

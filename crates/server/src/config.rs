@@ -97,6 +97,43 @@ struct FileConfig {
     smtp: Option<FileSmtp>,
     #[serde(default)]
     blobs: FileBlobs,
+    #[serde(default)]
+    audit: FileAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    #[serde(default)]
+    sinks: Vec<FileSink>,
+}
+
+/// One `[[audit.sinks]]` table; which members apply depends on `kind`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSink {
+    name: String,
+    kind: String,
+    batch: Option<usize>,
+    poll_millis: Option<u64>,
+    retry_max_secs: Option<u64>,
+    // file
+    path: Option<PathBuf>,
+    // syslog
+    address: Option<String>,
+    tls: Option<bool>,
+    facility: Option<u8>,
+    hostname: Option<String>,
+    // syslog (TLS) and webhook
+    ca_file: Option<PathBuf>,
+    // webhook
+    url: Option<String>,
+    secret_file: Option<PathBuf>,
+    // s3
+    bucket: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -393,6 +430,8 @@ pub struct Config {
     /// accepted but not delivered, and logged).
     pub smtp: Option<engine::mail::SmtpSettings>,
     pub blobs: BlobBackend,
+    /// Off-host audit sinks, each delivered on its own.
+    pub audit_sinks: Vec<engine::SinkSettings>,
 }
 
 impl Config {
@@ -497,6 +536,7 @@ impl Config {
         let auth = resolve_auth(&file.auth, &mut errors);
         let smtp = file.smtp.as_ref().and_then(|f| resolve_smtp(f, &mut errors));
         let blobs = resolve_blobs(&file.blobs, &mut errors);
+        let audit_sinks = resolve_sinks(&file.audit.sinks, &mut errors);
         let max_attachment_bytes =
             o.max_attachment_bytes.or(file.blobs.max_attachment_bytes).unwrap_or(defaults.max_attachment_bytes);
         if !(1024..=1 << 40).contains(&max_attachment_bytes) {
@@ -533,6 +573,7 @@ impl Config {
             auth,
             smtp,
             blobs,
+            audit_sinks,
         })
     }
 
@@ -550,7 +591,15 @@ impl Config {
             log: LogView<'a>,
             kms: KmsView,
             blobs: BlobsView,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            audit_sinks: Vec<SinkView>,
             dev: bool,
+        }
+        #[derive(Serialize)]
+        struct SinkView {
+            name: String,
+            kind: &'static str,
+            destination: String,
         }
         #[derive(Serialize)]
         struct BlobsView {
@@ -662,10 +711,255 @@ impl Config {
                     )),
                 },
             },
+            audit_sinks: self
+                .audit_sinks
+                .iter()
+                .map(|s| {
+                    let (kind, destination) = sink_destination(&s.target);
+                    SinkView { name: s.name.clone(), kind, destination }
+                })
+                .collect(),
             dev: self.dev,
         };
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# could not render: {e}\n"))
     }
+}
+
+/// What a sink is and where it ships to, without secrets, paths or
+/// queries of URLs.
+fn sink_destination(t: &engine::SinkTarget) -> (&'static str, String) {
+    use engine::SinkTarget;
+    match t {
+        SinkTarget::File { path } => ("file", path.display().to_string()),
+        SinkTarget::Syslog { host, port, tls, .. } => {
+            ("syslog", format!("{host}:{port}{}", if tls.is_some() { " over TLS" } else { "" }))
+        }
+        SinkTarget::Webhook { url, secret, .. } => (
+            "webhook",
+            format!(
+                "{}{}",
+                url::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_default(),
+                if secret.is_some() { ", signed" } else { "" }
+            ),
+        ),
+        SinkTarget::Objects { config } => match config {
+            store::BlobConfig::S3 { bucket, region, .. } => ("s3", format!("bucket {bucket} in {region}")),
+            store::BlobConfig::Local { root } => ("folder", root.display().to_string()),
+        },
+    }
+}
+
+/// True for `localhost` and loopback addresses.
+fn is_local_host(host: &str) -> bool {
+    host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Resolves `[[audit.sinks]]`: unique names; per kind, the members it
+/// needs and no others; TLS (or HTTPS) unless the receiver is on this host.
+fn resolve_sinks(sinks: &[FileSink], errors: &mut Vec<ConfigError>) -> Vec<engine::SinkSettings> {
+    use engine::{SinkSettings, SinkTarget, TlsTrust};
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, f) in sinks.iter().enumerate() {
+        let at = |member: &str| format!("audit.sinks[{i}].{member}");
+        let before = errors.len();
+        let valid_name = (1..=64).contains(&f.name.len())
+            && f.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_name {
+            errors.push(ConfigError::new(at("name"), "must be 1 to 64 of a-z, 0-9, '-' and '_'"));
+        } else if !seen.insert(f.name.clone()) {
+            errors.push(ConfigError::new(at("name"), format!("{:?} names another sink too", f.name)));
+        }
+        let allowed: &[&str] = match f.kind.as_str() {
+            "file" => &["path"],
+            "syslog" => &["address", "tls", "facility", "hostname", "ca_file"],
+            "webhook" => &["url", "secret_file", "ca_file"],
+            "s3" => &["bucket", "region", "endpoint", "prefix"],
+            other => {
+                errors.push(ConfigError::new(at("kind"), format!("{other:?} is not one of file, syslog, webhook, s3")));
+                continue;
+            }
+        };
+        let present = [
+            ("path", f.path.is_some()),
+            ("address", f.address.is_some()),
+            ("tls", f.tls.is_some()),
+            ("facility", f.facility.is_some()),
+            ("hostname", f.hostname.is_some()),
+            ("ca_file", f.ca_file.is_some()),
+            ("url", f.url.is_some()),
+            ("secret_file", f.secret_file.is_some()),
+            ("bucket", f.bucket.is_some()),
+            ("region", f.region.is_some()),
+            ("endpoint", f.endpoint.is_some()),
+            ("prefix", f.prefix.is_some()),
+        ];
+        for (member, set) in present {
+            if set && !allowed.contains(&member) {
+                errors.push(ConfigError::new(at(member), format!("does not apply to a {} sink", f.kind)));
+            }
+        }
+        if let Some(ca) = &f.ca_file
+            && !ca.is_file()
+        {
+            errors.push(ConfigError::new(at("ca_file"), format!("{} is not a readable file", ca.display())));
+        }
+        let target = match f.kind.as_str() {
+            "file" => match &f.path {
+                Some(path) if path.parent().is_some_and(|d| d.as_os_str().is_empty() || d.is_dir()) => {
+                    Some(SinkTarget::File { path: path.clone() })
+                }
+                Some(path) => {
+                    errors.push(ConfigError::new(at("path"), format!("{}: its folder does not exist", path.display())));
+                    None
+                }
+                None => {
+                    errors.push(ConfigError::new(at("path"), "required for a file sink"));
+                    None
+                }
+            },
+            "syslog" => {
+                let parsed = f.address.as_deref().and_then(|a| {
+                    let (host, port) = a.rsplit_once(':')?;
+                    Some((host.trim_matches(['[', ']']).to_owned(), port.parse::<u16>().ok().filter(|p| *p > 0)?))
+                });
+                let tls = f.tls.unwrap_or(true);
+                match parsed {
+                    None => {
+                        errors.push(ConfigError::new(at("address"), "required, as HOST:PORT"));
+                        None
+                    }
+                    Some((host, _)) if !tls && !is_local_host(&host) => {
+                        errors.push(ConfigError::new(
+                            at("tls"),
+                            "false (plain TCP) is allowed only for a server on this host",
+                        ));
+                        None
+                    }
+                    Some(_) if f.facility.is_some_and(|x| x > 23) => {
+                        errors.push(ConfigError::new(at("facility"), "must be 0 to 23 (10 is authpriv)"));
+                        None
+                    }
+                    Some(_) if !tls && f.ca_file.is_some() => {
+                        errors.push(ConfigError::new(at("ca_file"), "applies only with tls = true"));
+                        None
+                    }
+                    Some((host, port)) => Some(SinkTarget::Syslog {
+                        host,
+                        port,
+                        tls: tls.then(|| TlsTrust { ca_file: f.ca_file.clone() }),
+                        origin: engine::SyslogOrigin {
+                            facility: f.facility.unwrap_or(10),
+                            hostname: f.hostname.clone().unwrap_or_else(this_host),
+                            app_name: "strongroom".into(),
+                        },
+                    }),
+                }
+            }
+            "webhook" => {
+                let url = match f.url.as_deref().map(url::Url::parse) {
+                    None => Err("required for a webhook sink".to_owned()),
+                    Some(Err(e)) => Err(format!("not a URL ({e})")),
+                    Some(Ok(u)) if u.scheme() == "https" => Ok(u),
+                    Some(Ok(u)) if u.scheme() == "http" && is_local_host(u.host_str().unwrap_or("")) => Ok(u),
+                    Some(Ok(u)) if u.scheme() == "http" => {
+                        Err("plain http is allowed only for a receiver on this host".to_owned())
+                    }
+                    Some(Ok(_)) => Err("must be an https:// URL".to_owned()),
+                };
+                let secret = f.secret_file.as_deref().map(read_secret_file).transpose();
+                match (url, secret) {
+                    (Ok(url), Ok(secret)) => Some(SinkTarget::Webhook {
+                        url: url.to_string(),
+                        secret: secret.map(std::sync::Arc::new),
+                        ca_file: f.ca_file.clone(),
+                    }),
+                    (url, secret) => {
+                        if let Err(m) = url {
+                            errors.push(ConfigError::new(at("url"), m));
+                        }
+                        if let Err(m) = secret {
+                            errors.push(ConfigError::new(at("secret_file"), m));
+                        }
+                        None
+                    }
+                }
+            }
+            _ => {
+                let section = FileBlobs {
+                    backend: Some("s3".into()),
+                    s3: Some(FileBlobsS3 {
+                        bucket: f.bucket.clone().unwrap_or_default(),
+                        region: f.region.clone(),
+                        endpoint: f.endpoint.clone(),
+                        prefix: f.prefix.clone(),
+                    }),
+                    ..FileBlobs::default()
+                };
+                let mut s3_errors = Vec::new();
+                let backend = resolve_blobs(&section, &mut s3_errors);
+                for e in s3_errors {
+                    let member = e.setting.rsplit('.').next().unwrap_or("bucket").to_owned();
+                    errors.push(ConfigError::new(at(&member), e.message));
+                }
+                match backend {
+                    BlobBackend::S3 { bucket, region, endpoint, prefix, allow_http } => Some(SinkTarget::Objects {
+                        config: store::BlobConfig::S3 { bucket, region, endpoint, allow_http, prefix },
+                    }),
+                    BlobBackend::Local => None,
+                }
+            }
+        };
+        let batch = f.batch.unwrap_or(500);
+        if !(1..=10_000).contains(&batch) {
+            errors.push(ConfigError::new(at("batch"), "must be 1 to 10000 records"));
+        }
+        let poll_millis = f.poll_millis.unwrap_or(1000);
+        if !(50..=60_000).contains(&poll_millis) {
+            errors.push(ConfigError::new(at("poll_millis"), "must be 50 to 60000"));
+        }
+        let retry_max_secs = f.retry_max_secs.unwrap_or(60);
+        if !(1..=3600).contains(&retry_max_secs) {
+            errors.push(ConfigError::new(at("retry_max_secs"), "must be 1 to 3600 seconds"));
+        }
+        if let Some(target) = target
+            && errors.len() == before
+        {
+            out.push(SinkSettings {
+                name: f.name.clone(),
+                target,
+                batch,
+                poll: Duration::from_millis(poll_millis),
+                retry_max: Duration::from_secs(retry_max_secs),
+            });
+        }
+    }
+    out
+}
+
+/// This machine's name, for syslog headers.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "strongroom".into())
+}
+
+/// A webhook's signing secret: at least 32 bytes, in a file only its owner
+/// can read.
+fn read_secret_file(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("{} is open to other users; run chmod 600 on it", path.display()));
+    }
+    let bytes = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    let trimmed = bytes.trim_ascii();
+    if trimmed.len() < 32 {
+        return Err(format!("{} must hold at least 32 bytes", path.display()));
+    }
+    Ok(zeroize::Zeroizing::new(trimmed.to_vec()))
 }
 
 /// Resolves the `[smtp]` section: plain SMTP only to a relay on this host.

@@ -220,7 +220,14 @@ const REWRAP_EVERY: Duration = Duration::from_secs(600);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
 /// Every background job of a serving instance, stopped with the server.
-async fn background_jobs(engine: Engine) {
+async fn background_jobs(engine: Engine, sinks: Vec<engine::Sink>, holder: String) {
+    // Each sink delivers on its own, so one that is down holds up no other;
+    // the holder id tells this instance's leases from another's.
+    let deliveries = futures_util::future::join_all(sinks.into_iter().map(|sink| {
+        let engine = engine.clone();
+        let holder = holder.clone();
+        async move { engine.run_sink(sink, holder).await }
+    }));
     let checkpoints = {
         let engine = engine.clone();
         async move {
@@ -235,7 +242,7 @@ async fn background_jobs(engine: Engine) {
             }
         }
     };
-    tokio::join!(rewrap_job(engine), checkpoints);
+    tokio::join!(rewrap_job(engine), checkpoints, deliveries);
 }
 
 /// The background job that finishes key rotations: re-wraps record keys
@@ -270,6 +277,8 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     /// Background jobs, stopped with the server.
     jobs: tokio::task::JoinHandle<()>,
+    /// This instance's lease holder id and the sinks it delivers to.
+    sink_leases: (String, Vec<String>),
     engine: Engine,
 }
 
@@ -306,6 +315,11 @@ impl Running {
     pub async fn wait(self) -> anyhow::Result<()> {
         let served = self.task.await;
         self.jobs.abort();
+        // Wait for the jobs to stop (a batch in flight is dropped and sent
+        // again later), then hand the sinks over.
+        let _ = self.jobs.await;
+        let (holder, sinks) = &self.sink_leases;
+        self.engine.release_sink_leases(sinks, holder).await;
         self.engine.shutdown().await;
         served.context("server task failed")?.context("server stopped with an error")?;
         tracing::info!("stopped");
@@ -341,6 +355,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 /// layers; tests use it to serve a route of their own.
 pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyhow::Result<Running> {
     let engine = open_engine(config, config.dev).await?;
+    let mut sinks = Vec::new();
+    for settings in &config.audit_sinks {
+        sinks.push(engine::Sink::open(settings.clone()).await.context("audit sinks")?);
+    }
     let backend = engine.backend_name();
     let tls = tls::load(&tls_source(config), &config.data_dir).context("tls")?;
 
@@ -358,9 +376,12 @@ pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyh
     let task =
         tokio::spawn(async move { server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await });
     tracing::info!(address = %local_addr, backend, "serving HTTPS");
-    let jobs = tokio::spawn(background_jobs(engine.clone()));
+    let holder = uuid::Uuid::new_v4().to_string();
+    let sink_names = sinks.iter().map(|s| s.name().to_owned()).collect();
+    let jobs = tokio::spawn(background_jobs(engine.clone(), sinks, holder.clone()));
     Ok(Running {
         jobs,
+        sink_leases: (holder, sink_names),
         local_addr,
         ca_file: tls.ca_file,
         backend,

@@ -31,6 +31,16 @@ pub struct CheckpointRow {
     pub jws: String,
 }
 
+/// How far a sink has received one chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkCursor {
+    pub chain: String,
+    /// Entries up to and including this position were delivered.
+    pub entry_seq: i64,
+    /// Checkpoints up to and including this size were delivered.
+    pub checkpoint_size: i64,
+}
+
 /// Entries to append to one chain, in the same transaction as a change:
 /// `seal(i, seq, prev)` seals entry `i` at position `seq` after `prev`.
 pub struct AuditAppend<'a> {

@@ -328,6 +328,23 @@ impl BlobStore {
         }
     }
 
+    /// The keys under `prefix` (segment by segment, as in
+    /// [`BlobStore::delete_prefix`]), sorted, at most `limit`.
+    pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, BlobError> {
+        let prefix = BlobKey::new(prefix.strip_suffix('/').unwrap_or(prefix))?.path();
+        let mut keys: Vec<String> = self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location.to_string())
+            .take(limit)
+            .try_collect()
+            .await
+            .map_err(|e| self.error(e))?;
+        keys.sort();
+        Ok(keys)
+    }
+
     /// Checks that the store answers: the local folder is still there, or
     /// the bucket can be listed with these credentials.
     pub async fn health(&self) -> Result<(), BlobError> {

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, ProfileId, Role, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
-pub use audit::{AuditAppend, AuditRow, CheckpointRow};
+pub use audit::{AuditAppend, AuditRow, CheckpointRow, SinkCursor};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use identity::{
     InvitationRecord, MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord,
@@ -545,6 +545,33 @@ impl Store {
 
     pub async fn checkpoints(&self, chain: &str) -> Result<Vec<CheckpointRow>> {
         dispatch!(self.checkpoints(chain))
+    }
+
+    /// A chain's checkpoints above `size`, smallest first, at most `limit`.
+    pub async fn checkpoints_after(&self, chain: &str, size: i64, limit: u32) -> Result<Vec<CheckpointRow>> {
+        dispatch!(self.checkpoints_after(chain, size, limit))
+    }
+
+    /// How far a sink has received each chain it has seen.
+    pub async fn sink_cursors(&self, sink: &str) -> Result<Vec<SinkCursor>> {
+        dispatch!(self.sink_cursors(sink))
+    }
+
+    /// Moves a sink's cursor on a chain forward (never back: a slower
+    /// instance cannot undo a faster one's progress).
+    pub async fn advance_sink_cursor(&self, sink: &str, cursor: &SinkCursor) -> Result<()> {
+        dispatch!(self.advance_sink_cursor(sink, cursor))
+    }
+
+    /// Gives up a sink's lease if `holder` still has it.
+    pub async fn release_sink_lease(&self, sink: &str, holder: &str) -> Result<()> {
+        dispatch!(self.release_sink_lease(sink, holder))
+    }
+
+    /// Takes or renews the lease on delivering to a sink until
+    /// `until_micros`; false if another holder's lease has not expired.
+    pub async fn take_sink_lease(&self, sink: &str, holder: &str, now_micros: i64, until_micros: i64) -> Result<bool> {
+        dispatch!(self.take_sink_lease(sink, holder, now_micros, until_micros))
     }
 
     /// One page of an organisation's profiles in id order, after `after`,

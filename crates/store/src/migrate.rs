@@ -94,6 +94,7 @@ pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 6, name: "invitations", sql: include_str!("../migrations/sqlite/0006_invitations.sql") },
     Migration { version: 7, name: "profiles", sql: include_str!("../migrations/sqlite/0007_profiles.sql") },
     Migration { version: 8, name: "audit", sql: include_str!("../migrations/sqlite/0008_audit.sql") },
+    Migration { version: 9, name: "audit_sinks", sql: include_str!("../migrations/sqlite/0009_audit_sinks.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -110,6 +111,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 6, name: "invitations", sql: include_str!("../migrations/postgres/0006_invitations.sql") },
     Migration { version: 7, name: "profiles", sql: include_str!("../migrations/postgres/0007_profiles.sql") },
     Migration { version: 8, name: "audit", sql: include_str!("../migrations/postgres/0008_audit.sql") },
+    Migration { version: 9, name: "audit_sinks", sql: include_str!("../migrations/postgres/0009_audit_sinks.sql") },
 ];
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::Result;
-use crate::audit::{AuditAppend, AuditRow, CheckpointRow, head_hash};
+use crate::audit::{AuditAppend, AuditRow, CheckpointRow, SinkCursor, head_hash};
 use crate::postgres::PgStore;
 
 macro_rules! entry_columns {
@@ -29,6 +29,16 @@ fn entry_from_row(r: &PgRow) -> Result<AuditRow> {
         request_id: r.try_get("request_id")?,
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
+    })
+}
+
+fn checkpoint_from_row(r: &PgRow) -> Result<CheckpointRow> {
+    Ok(CheckpointRow {
+        chain: r.try_get("chain")?,
+        size: r.try_get("size")?,
+        head: r.try_get("head")?,
+        at_micros: r.try_get("at_micros")?,
+        jws: r.try_get("jws")?,
     })
 }
 
@@ -158,15 +168,83 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
+            .map(checkpoint_from_row)
+            .collect()
+    }
+    pub(crate) async fn checkpoints_after(&self, chain: &str, size: i64, limit: u32) -> Result<Vec<CheckpointRow>> {
+        sqlx::query(
+            "SELECT chain, size, head, at_micros, jws FROM audit_checkpoints WHERE chain = $1 AND size > $2
+             ORDER BY size LIMIT $3",
+        )
+        .bind(chain)
+        .bind(size)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(checkpoint_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn sink_cursors(&self, sink: &str) -> Result<Vec<SinkCursor>> {
+        sqlx::query("SELECT chain, entry_seq, checkpoint_size FROM audit_sink_cursors WHERE sink = $1 ORDER BY chain")
+            .bind(sink)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
             .map(|r| {
-                Ok(CheckpointRow {
+                Ok(SinkCursor {
                     chain: r.try_get("chain")?,
-                    size: r.try_get("size")?,
-                    head: r.try_get("head")?,
-                    at_micros: r.try_get("at_micros")?,
-                    jws: r.try_get("jws")?,
+                    entry_seq: r.try_get("entry_seq")?,
+                    checkpoint_size: r.try_get("checkpoint_size")?,
                 })
             })
             .collect()
+    }
+
+    pub(crate) async fn advance_sink_cursor(&self, sink: &str, c: &SinkCursor) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_sink_cursors (sink, chain, entry_seq, checkpoint_size) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sink, chain) DO UPDATE SET
+                 entry_seq = GREATEST(audit_sink_cursors.entry_seq, excluded.entry_seq),
+                 checkpoint_size = GREATEST(audit_sink_cursors.checkpoint_size, excluded.checkpoint_size)",
+        )
+        .bind(sink)
+        .bind(&c.chain)
+        .bind(c.entry_seq)
+        .bind(c.checkpoint_size)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn take_sink_lease(
+        &self,
+        sink: &str,
+        holder: &str,
+        now_micros: i64,
+        until_micros: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO audit_sink_leases (sink, holder, until_micros) VALUES ($1, $2, $4)
+             ON CONFLICT (sink) DO UPDATE SET holder = excluded.holder, until_micros = excluded.until_micros
+             WHERE audit_sink_leases.holder = excluded.holder OR audit_sink_leases.until_micros < $3",
+        )
+        .bind(sink)
+        .bind(holder)
+        .bind(now_micros)
+        .bind(until_micros)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn release_sink_lease(&self, sink: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM audit_sink_leases WHERE sink = $1 AND holder = $2")
+            .bind(sink)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -247,6 +247,7 @@ pub struct TestApp {
     pub db: TestDb,
     pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
+    config: Config,
     running: Option<server::Running>,
 }
 
@@ -267,7 +268,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Overrides)
     let running = server::start(&config).await?;
     let ca = running.ca_file().context("a generated CA")?.to_owned();
     let client = client_trusting(&ca)?;
-    Ok(TestApp { db, addr: running.local_addr(), client, running: Some(running) })
+    Ok(TestApp { db, addr: running.local_addr(), client, config, running: Some(running) })
 }
 
 impl TestApp {
@@ -373,6 +374,18 @@ impl TestApp {
             .filter_map(|c| c.as_str().map(String::from))
             .collect();
         (client, secret, codes)
+    }
+
+    /// Stops the server gracefully and starts it again on the same store
+    /// and configuration (on a new port).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await?;
+        }
+        let running = server::start(&self.config).await?;
+        self.addr = running.local_addr();
+        self.running = Some(running);
+        Ok(())
     }
 
     /// Shuts the server down gracefully and waits for it.

@@ -4,6 +4,7 @@
 
 mod attachments;
 mod audit;
+mod audit_sinks;
 mod binary;
 mod errors;
 mod identity;
