@@ -25,6 +25,21 @@ pub fn profile_target(id: ProfileId) -> String {
     format!("profile:{id}")
 }
 
+tokio::task_local! {
+    /// The id of the request being served, set by the HTTP layer.
+    static REQUEST_ID: String;
+}
+
+/// Runs `f` as part of the request `id`: the audit entries it writes carry
+/// the id, which the response also carries (`x-request-id`).
+pub async fn with_request_id<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
+fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 pub(crate) fn now_micros() -> i64 {
     let t = store::now();
     i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
@@ -40,7 +55,7 @@ pub(crate) fn draft(actor: String, action: &str, target: String, fields: Vec<Str
         target,
         outcome: "success".to_owned(),
         fields,
-        request_id: None,
+        request_id: current_request_id(),
     }
 }
 
@@ -128,6 +143,7 @@ pub struct AuditView {
     pub target: String,
     pub outcome: String,
     pub fields: Vec<String>,
+    pub request_id: Option<String>,
 }
 
 impl From<AuditRow> for AuditView {
@@ -142,6 +158,7 @@ impl From<AuditRow> for AuditView {
             target: e.target,
             outcome: e.outcome,
             fields: e.fields,
+            request_id: e.request_id,
         }
     }
 }

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use crypto::{OpaqueToken, PasswordPolicy, PolicyViolation};
 use domain::{Action, DisplayName, Email, OrgId, PlatformAction, Role, SessionId, UserId, role_permits};
-use store::{MemberRecord, SessionRecord, UserRecord, UserStatus};
+use store::{MemberRecord, MembershipChange, MembershipOutcome, SessionRecord, UserRecord, UserStatus};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
+use crate::profiles::actor_of;
 use crate::{Engine, EngineError};
 
 /// How long sessions live.
@@ -424,8 +425,14 @@ impl Engine {
     }
 
     /// Records an account event on the platform chain.
-    async fn platform_audit(&self, entry: audit::Draft) -> Result<(), EngineError> {
+    pub(crate) async fn platform_audit(&self, entry: audit::Draft) -> Result<(), EngineError> {
         self.record(&crate::audit::Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry])).await
+    }
+
+    /// Chains one entry in an organisation's trail, in a transaction of its
+    /// own (for changes that are not profile data).
+    pub(crate) async fn org_audit(&self, org: OrgId, entry: audit::Draft) -> Result<(), EngineError> {
+        self.record(&crate::audit::Pending::new(crate::audit::org_chain(org), vec![entry])).await
     }
 
     /// The one authorisation decision for organisation actions: the caller
@@ -518,26 +525,30 @@ impl Engine {
     /// service accounts until resumed; nothing is deleted.
     pub async fn update_org(
         &self,
-        _auth: &AuthorizedPlatform,
+        auth: &AuthorizedPlatform,
         org: OrgId,
         name: Option<&domain::OrgName>,
         status: Option<domain::OrgStatus>,
     ) -> Result<domain::Organisation, EngineError> {
-        self.store.update_org(org, name, status).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))
+        let updated =
+            self.store.update_org(org, name, status).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))?;
+        let mut changed: Vec<String> = name.map(|_| "name".to_owned()).into_iter().collect();
+        changed.extend(status.map(|s| format!("status:{}", s.as_str())));
+        let entry = crate::audit::by(&auth.principal, "org.update", format!("org:{org}"), changed);
+        // Both the platform's trail and the organisation's own show it.
+        self.platform_audit(entry.clone()).await?;
+        self.org_audit(org, entry).await?;
+        Ok(updated)
     }
 
     /// Removes a member on behalf of the platform (the command line).
     pub async fn remove_member_as_operator(
         &self,
-        _auth: &AuthorizedPlatform,
+        auth: &AuthorizedPlatform,
         org: OrgId,
         user: UserId,
     ) -> Result<bool, EngineError> {
-        if self.store.membership_role(org, user).await? == Some(Role::Owner) && self.store.count_owners(org).await? <= 1
-        {
-            return Err(EngineError::LastOwner);
-        }
-        Ok(self.store.remove_membership(org, user).await?)
+        self.change_membership(actor_of(&auth.principal), org, user, MembershipChange::Remove, true).await
     }
 
     /// The members of an organisation, on behalf of the platform.
@@ -713,17 +724,24 @@ impl Engine {
         if !self.store.totp(principal.user).await?.is_some_and(|t| t.confirmed) {
             return Err(MfaError::NotEnrolled.into());
         }
-        self.throttled_mfa(principal, code, |e, c| {
-            Box::pin(async move {
-                let normalised = normalise_recovery_code(c);
-                if normalised.len() == 16 {
-                    Ok(e.store.use_recovery_code(principal.user, &crypto::sha256(normalised.as_bytes())).await?)
-                } else {
-                    e.accept_code(principal.user, c).await
-                }
+        let outcome = self
+            .throttled_mfa(principal, code, |e, c| {
+                Box::pin(async move {
+                    let normalised = normalise_recovery_code(c);
+                    if normalised.len() == 16 {
+                        Ok(e.store.use_recovery_code(principal.user, &crypto::sha256(normalised.as_bytes())).await?)
+                    } else {
+                        e.accept_code(principal.user, c).await
+                    }
+                })
             })
-        })
-        .await?;
+            .await;
+        if let Err(EngineError::Mfa(MfaError::InvalidCode)) = &outcome {
+            let mut entry = crate::audit::by(principal, "mfa.verify", format!("user:{}", principal.user), Vec::new());
+            entry.outcome = "failure".into();
+            self.platform_audit(entry).await?;
+        }
+        outcome?;
         self.store.set_session_mfa(principal.session).await?;
         Ok(())
     }
@@ -758,7 +776,10 @@ impl Engine {
     /// Changes whether an organisation requires 2FA of every member.
     pub async fn set_require_mfa(&self, auth: &Authorized, required: bool) -> Result<(), EngineError> {
         self.require(auth, Action::ManageSettings)?;
-        Ok(self.store.set_org_requires_mfa(auth.org(), required).await?)
+        self.store.set_org_requires_mfa(auth.org(), required).await?;
+        let setting = format!("require_mfa:{}", if required { "on" } else { "off" });
+        let entry = crate::audit::by(auth.principal(), "org.settings", format!("org:{}", auth.org()), vec![setting]);
+        self.org_audit(auth.org(), entry).await
     }
 
     /// Whether an organisation requires 2FA of every member.
@@ -829,6 +850,13 @@ impl Engine {
             accepted_at: None,
         };
         self.store.create_invitation(&inv, &token.digest()).await?;
+        let entry = crate::audit::by(
+            auth.principal(),
+            "invitation.create",
+            format!("invitation:{}", inv.id),
+            vec![format!("role:{}", role.as_str())],
+        );
+        self.org_audit(auth.org(), entry).await?;
         let org = self.store.get_org(auth.org()).await?.ok_or(EngineError::Denied(Denied::NotFound))?;
         let body = format!(
             "You are invited to join {} on Strongroom as {}.\n\n\
@@ -874,7 +902,8 @@ impl Engine {
                     return Err(AuthError::Unauthenticated.into());
                 }
                 let user = self.create_user(&new, Some(password)).await?;
-                self.store.put_membership(inv.org_id, user.id, inv.role).await?;
+                let actor = format!("user:{}", user.id);
+                self.change_membership(actor, inv.org_id, user.id, MembershipChange::Put(inv.role), true).await?;
                 return Ok((user.id, inv.org_id, inv.role));
             }
             (None, None) => return Err(EngineError::AccountDetailsNeeded),
@@ -884,7 +913,8 @@ impl Engine {
         }
         // Never lower an existing role by accepting an invitation.
         if self.store.membership_role(inv.org_id, user.id).await?.is_none() {
-            self.store.put_membership(inv.org_id, user.id, inv.role).await?;
+            let actor = format!("user:{}", user.id);
+            self.change_membership(actor, inv.org_id, user.id, MembershipChange::Put(inv.role), true).await?;
         }
         Ok((user.id, inv.org_id, inv.role))
     }
@@ -918,57 +948,69 @@ impl Engine {
     pub async fn put_member(&self, auth: &Authorized, user: UserId, role: Role) -> Result<(), EngineError> {
         self.require(auth, Action::ManageMembers)?;
         self.store.user_by_id(user).await?.ok_or(EngineError::NoSuchUser)?;
-        let current = self.store.membership_role(auth.org(), user).await?;
-        if (role == Role::Owner || current == Some(Role::Owner)) && !auth.permits(Action::ManageOwners) {
-            return Err(EngineError::Denied(Denied::Forbidden));
-        }
-        if current == Some(Role::Owner) && role != Role::Owner && self.store.count_owners(auth.org()).await? <= 1 {
-            return Err(EngineError::LastOwner);
-        }
-        self.store.put_membership(auth.org(), user, role).await?;
-        let entry = crate::audit::by(
-            auth.principal(),
-            "member.put",
-            format!("user:{user}"),
-            vec![format!("role:{}", role.as_str())],
-        );
-        self.record(&crate::audit::Pending::new(crate::audit::org_chain(auth.org()), vec![entry])).await?;
-        Ok(())
+        let may_touch_owners = auth.permits(Action::ManageOwners);
+        self.change_membership(
+            actor_of(auth.principal()),
+            auth.org(),
+            user,
+            MembershipChange::Put(role),
+            may_touch_owners,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Removes a member, keeping at least one owner.
     pub async fn remove_member(&self, auth: &Authorized, user: UserId) -> Result<bool, EngineError> {
         self.require(auth, Action::ManageMembers)?;
-        let current = self.store.membership_role(auth.org(), user).await?;
-        if current == Some(Role::Owner) {
-            if !auth.permits(Action::ManageOwners) {
-                return Err(EngineError::Denied(Denied::Forbidden));
-            }
-            if self.store.count_owners(auth.org()).await? <= 1 {
-                return Err(EngineError::LastOwner);
-            }
-        }
-        let removed = self.store.remove_membership(auth.org(), user).await?;
-        if removed {
-            let entry = crate::audit::by(auth.principal(), "member.remove", format!("user:{user}"), Vec::new());
-            self.record(&crate::audit::Pending::new(crate::audit::org_chain(auth.org()), vec![entry])).await?;
-        }
-        Ok(removed)
+        let may_touch_owners = auth.permits(Action::ManageOwners);
+        self.change_membership(actor_of(auth.principal()), auth.org(), user, MembershipChange::Remove, may_touch_owners)
+            .await
     }
 
     /// Adds a member on behalf of the platform (the CLI or an operator
     /// creating an organisation's first owner).
     pub async fn put_member_as_operator(
         &self,
-        _auth: &AuthorizedPlatform,
+        auth: &AuthorizedPlatform,
         org: OrgId,
         user: UserId,
         role: Role,
     ) -> Result<(), EngineError> {
         self.store.user_by_id(user).await?.ok_or(EngineError::NoSuchUser)?;
         self.store.get_org(org).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))?;
-        self.store.put_membership(org, user, role).await?;
-        Ok(())
+        self.change_membership(actor_of(&auth.principal), org, user, MembershipChange::Put(role), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// One membership change, checked and chained in the organisation's
+    /// trail inside the store transaction that makes it. True if it
+    /// changed anything.
+    async fn change_membership(
+        &self,
+        actor: String,
+        org: OrgId,
+        user: UserId,
+        change: MembershipChange,
+        may_touch_owners: bool,
+    ) -> Result<bool, EngineError> {
+        let entry = match change {
+            MembershipChange::Put(role) => crate::audit::draft(
+                actor,
+                "member.put",
+                format!("user:{user}"),
+                vec![format!("role:{}", role.as_str())],
+            ),
+            MembershipChange::Remove => crate::audit::draft(actor, "member.remove", format!("user:{user}"), Vec::new()),
+        };
+        let pending = crate::audit::Pending::new(crate::audit::org_chain(org), vec![entry]);
+        match self.store.change_membership(org, user, change, may_touch_owners, Some(&pending.append())).await? {
+            MembershipOutcome::Done { .. } => Ok(true),
+            MembershipOutcome::NotMember => Ok(false),
+            MembershipOutcome::OwnerPermissionNeeded => Err(EngineError::Denied(Denied::Forbidden)),
+            MembershipOutcome::LastOwner => Err(EngineError::LastOwner),
+        }
     }
 
     /// Checks that an authorisation also covers `action` (a use case that

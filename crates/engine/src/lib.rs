@@ -22,7 +22,7 @@ use kms::Kms;
 use store::Store;
 
 pub use attachments::{AttachmentError, AttachmentInfo, PlainStream};
-pub use audit::{AuditFilter, AuditView, ChainReport, PLATFORM_CHAIN, org_chain};
+pub use audit::{AuditFilter, AuditView, ChainReport, PLATFORM_CHAIN, org_chain, with_request_id};
 pub use identity::{
     AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
     ServiceAccountGrant, SessionPolicy, TotpEnrolment,

@@ -57,6 +57,8 @@ pub enum ProfileError {
 pub fn actor_of(p: &Principal) -> String {
     match &p.service_account {
         Some(sa) => format!("service_account:{}", sa.id),
+        // The command line acts with the store and keys, not as an account.
+        None if p.is_operator && p.user.as_uuid().is_nil() => "cli".to_owned(),
         None => format!("user:{}", p.user),
     }
 }
@@ -205,14 +207,14 @@ impl Engine {
             created_at: store::now(),
             created_by: actor_of(auth.principal()),
         };
-        self.store.insert_schema(&record).await.map_err(|e| match e {
-            store::StoreError::Conflict { .. } => ProfileError::SchemaChanged.into(),
-            e => EngineError::from(e),
-        })?;
         let added =
             next.fields.iter().filter(|f| current.field(&f.name) != Some(f)).map(|f| f.name.to_string()).collect();
         let target = format!("schema:{}", next.version);
-        self.record(&Pending::new(org_chain(org), vec![by(auth.principal(), "schema.update", target, added)])).await?;
+        let pending = Pending::new(org_chain(org), vec![by(auth.principal(), "schema.update", target, added)]);
+        self.store.insert_schema(&record, Some(&pending.append())).await.map_err(|e| match e {
+            store::StoreError::Conflict { .. } => ProfileError::SchemaChanged.into(),
+            e => EngineError::from(e),
+        })?;
         Ok(next)
     }
 

@@ -161,6 +161,9 @@ impl Engine {
         if let Ok(mut guard) = self.tokens.signing.lock() {
             *guard = None;
         }
+        let entry =
+            crate::audit::draft("cli".into(), "signing_key.rotate", format!("signing_key:{}", key.kid()), Vec::new());
+        self.platform_audit(entry).await?;
         Ok(key.kid().to_owned())
     }
 
@@ -198,6 +201,10 @@ impl Engine {
             revoked_at: None,
         };
         self.store.create_service_account(&record).await?;
+        let scopes = record.scopes.iter().map(|s| format!("scope:{}", s.as_str())).collect();
+        let entry =
+            crate::audit::by(auth.principal(), "service_account.create", format!("service_account:{id}"), scopes);
+        self.org_audit(auth.org(), entry).await?;
         Ok((record, secret))
     }
 
@@ -209,13 +216,26 @@ impl Engine {
     /// Revokes a service account: its tokens stop working at once.
     pub async fn revoke_service_account(&self, auth: &Authorized, id: ServiceAccountId) -> Result<bool, EngineError> {
         self.require(auth, Action::ManageServiceAccounts)?;
-        Ok(self.store.revoke_service_account(auth.org(), id).await?)
+        let revoked = self.store.revoke_service_account(auth.org(), id).await?;
+        if revoked {
+            let entry = crate::audit::by(
+                auth.principal(),
+                "service_account.revoke",
+                format!("service_account:{id}"),
+                Vec::new(),
+            );
+            self.org_audit(auth.org(), entry).await?;
+        }
+        Ok(revoked)
     }
 
     /// Turns encrypted (JWE) tokens on or off for an organisation.
     pub async fn set_encrypted_tokens(&self, auth: &Authorized, on: bool) -> Result<(), EngineError> {
         self.require(auth, Action::ManageSettings)?;
-        Ok(self.store.set_org_encrypts_tokens(auth.org(), on).await?)
+        self.store.set_org_encrypts_tokens(auth.org(), on).await?;
+        let setting = format!("encrypted_tokens:{}", if on { "on" } else { "off" });
+        let entry = crate::audit::by(auth.principal(), "org.settings", format!("org:{}", auth.org()), vec![setting]);
+        self.org_audit(auth.org(), entry).await
     }
 
     pub async fn encrypted_tokens(&self, auth: &Authorized) -> Result<bool, EngineError> {
@@ -247,7 +267,21 @@ impl Engine {
         secret: &str,
         scope: Option<&str>,
     ) -> Result<IssuedToken, TokenError> {
-        let sa = self.client(client_id, secret).await?;
+        let sa = match self.client(client_id, secret).await {
+            Ok(sa) => sa,
+            Err(e) => {
+                // Client ids are not secret; one that is not even well formed
+                // is not repeated.
+                let target = match self.store.service_account_by_client_id(client_id).await {
+                    Ok(Some(sa)) => format!("service_account:{}", sa.id),
+                    _ => "service_account:unknown".to_owned(),
+                };
+                let mut entry = crate::audit::draft("anonymous".into(), "token.issue", target, Vec::new());
+                entry.outcome = "failure".into();
+                self.platform_audit(entry).await?;
+                return Err(e);
+            }
+        };
         let scopes = match scope {
             None => sa.scopes.clone(),
             Some(s) => {
@@ -272,6 +306,7 @@ impl Engine {
             "exp": now + i64::try_from(ttl).unwrap_or(900),
             "jti": uuid::Uuid::new_v4().to_string(),
         });
+        let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
         let material = self.signing_material().await?;
         let jws = material.current.sign(&claims).map_err(|e| EngineError::Auth(AuthError::Token(e.to_string())))?;
         let access_token = if self.store.org_encrypts_tokens(sa.org_id).await.map_err(EngineError::from)? {
@@ -281,6 +316,10 @@ impl Engine {
         } else {
             jws
         };
+        let fields = scopes.iter().map(|s| format!("scope:{}", s.as_str())).collect();
+        let entry =
+            crate::audit::draft(format!("service_account:{}", sa.id), "token.issue", format!("token:{jti}"), fields);
+        self.org_audit(sa.org_id, entry).await?;
         Ok(IssuedToken { access_token, expires_in: ttl, scopes })
     }
 
@@ -344,6 +383,9 @@ impl Engine {
         {
             let exp = store::now() + time::Duration::try_from(self.token_settings.ttl).unwrap_or(time::Duration::HOUR);
             self.store.revoke_jti(&grant.jti, exp).await.map_err(EngineError::from)?;
+            let actor = format!("service_account:{}", sa.id);
+            let entry = crate::audit::draft(actor, "token.revoke", format!("token:{}", grant.jti), Vec::new());
+            self.org_audit(sa.org_id, entry).await?;
         }
         Ok(())
     }

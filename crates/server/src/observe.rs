@@ -47,7 +47,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_owned();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
-    let mut res = next.run(req).instrument(span.clone()).await;
+    let mut res = engine::with_request_id(id, next.run(req)).instrument(span.clone()).await;
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     if let Some(v) = id_header {

@@ -55,6 +55,27 @@ impl std::fmt::Debug for UserRecord {
     }
 }
 
+/// A change to one membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add the member, or set their role.
+    Put(Role),
+    Remove,
+}
+
+/// What became of a membership change, decided inside its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipOutcome {
+    /// Made; the role before it (`None`: was not a member).
+    Done { before: Option<Role> },
+    /// A removal of someone who is not a member: nothing changed.
+    NotMember,
+    /// The change makes or unmakes an owner and the caller may not.
+    OwnerPermissionNeeded,
+    /// The change would leave the organisation without an owner.
+    LastOwner,
+}
+
 /// A member of an organisation, with the account's details.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberRecord {

@@ -26,8 +26,8 @@ use time::OffsetDateTime;
 pub use audit::{AuditAppend, AuditRow, CheckpointRow, SinkCursor};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use identity::{
-    InvitationRecord, MemberRecord, ServiceAccountRecord, SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord,
-    UserRecord, UserStatus,
+    InvitationRecord, MemberRecord, MembershipChange, MembershipOutcome, ServiceAccountRecord, SessionRecord,
+    SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord, UserStatus,
 };
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
@@ -219,6 +219,21 @@ impl Store {
     /// Removes a member; false if they were not one.
     pub async fn remove_membership(&self, org: OrgId, user: UserId) -> Result<bool> {
         dispatch!(self.remove_membership(org, user))
+    }
+
+    /// Adds, re-roles or removes a member in one transaction that holds
+    /// the organisation's row, so concurrent changes cannot together
+    /// remove its last owner; the audit entries are appended in the same
+    /// transaction. Nothing changes unless the outcome is `Done`.
+    pub async fn change_membership(
+        &self,
+        org: OrgId,
+        user: UserId,
+        change: MembershipChange,
+        may_touch_owners: bool,
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<MembershipOutcome> {
+        dispatch!(self.change_membership(org, user, change, may_touch_owners, audit))
     }
 
     /// The role of a user in an organisation, if a member.
@@ -464,9 +479,10 @@ impl Store {
     }
 
     /// Records a new schema version; `Conflict` if that version exists
-    /// (someone else changed the schema first).
-    pub async fn insert_schema(&self, schema: &SchemaRecord) -> Result<()> {
-        dispatch!(self.insert_schema(schema))
+    /// (someone else changed the schema first). The audit entries are
+    /// appended in the same transaction.
+    pub async fn insert_schema(&self, schema: &SchemaRecord, audit: Option<&AuditAppend<'_>>) -> Result<()> {
+        dispatch!(self.insert_schema(schema, audit))
     }
 
     /// Whether an organisation holds any profile.

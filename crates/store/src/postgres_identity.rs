@@ -6,7 +6,10 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 
-use crate::identity::{MemberRecord, SessionRecord, SetupPurpose, UserRecord, UserStatus, corrupt};
+use crate::audit::AuditAppend;
+use crate::identity::{
+    MemberRecord, MembershipChange, MembershipOutcome, SessionRecord, SetupPurpose, UserRecord, UserStatus, corrupt,
+};
 use crate::postgres::PgStore;
 use crate::{InvitationRecord, ServiceAccountRecord, SigningKeyRecord, TotpRecord};
 use crate::{Result, conflict_or};
@@ -93,6 +96,79 @@ impl PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn change_membership(
+        &self,
+        org: OrgId,
+        user: UserId,
+        change: MembershipChange,
+        may_touch_owners: bool,
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<MembershipOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // Hold the organisation's row first: membership changes of one
+        // organisation queue here.
+        sqlx::query("SELECT id FROM organisations WHERE id = $1 FOR UPDATE")
+            .bind(org.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
+                .bind(org.as_uuid())
+                .bind(user.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let before = before.map(|r| Role::parse(&r).map_err(corrupt("membership"))).transpose()?;
+        let after = match change {
+            MembershipChange::Put(role) => Some(role),
+            MembershipChange::Remove => None,
+        };
+        if before.is_none() && after.is_none() {
+            return Ok(MembershipOutcome::NotMember);
+        }
+        let was_owner = before == Some(Role::Owner);
+        if (was_owner || after == Some(Role::Owner)) && !may_touch_owners {
+            return Ok(MembershipOutcome::OwnerPermissionNeeded);
+        }
+        if was_owner && after != Some(Role::Owner) {
+            let owners: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner'")
+                    .bind(org.as_uuid())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if owners <= 1 {
+                return Ok(MembershipOutcome::LastOwner);
+            }
+        }
+        match after {
+            Some(role) => {
+                let now = crate::now();
+                sqlx::query(
+                    "INSERT INTO memberships (org_id, user_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at",
+                )
+                .bind(org.as_uuid())
+                .bind(user.as_uuid())
+                .bind(role.as_str())
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+                    .bind(org.as_uuid())
+                    .bind(user.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if let Some(a) = audit {
+            crate::postgres_audit::append_in(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(MembershipOutcome::Done { before })
     }
 
     pub(crate) async fn membership_role(&self, org: OrgId, user: UserId) -> Result<Option<Role>> {

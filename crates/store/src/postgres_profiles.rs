@@ -95,7 +95,8 @@ impl PgStore {
         .transpose()
     }
 
-    pub(crate) async fn insert_schema(&self, s: &SchemaRecord) -> Result<()> {
+    pub(crate) async fn insert_schema(&self, s: &SchemaRecord, audit: Option<&AuditAppend<'_>>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO profile_schemas (org_id, version, fields, created_at, created_by) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -104,9 +105,13 @@ impl PgStore {
         .bind(&s.fields)
         .bind(s.created_at)
         .bind(&s.created_by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "this schema version"))?;
+        if let Some(a) = audit {
+            crate::postgres_audit::append_in(&mut tx, a).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -93,6 +93,59 @@ async fn verify_after(backend: Backend, tamper: impl AsyncFnOnce(&TestApp, &str,
 }
 
 backend_tests! {
+    // claim 001.10 002.10
+    async fn request_ids_memberships_settings_and_service_accounts_are_chained(backend) {
+        let app = spawn_app(backend).await;
+        let (editor, chain, owner) = setup(&app).await;
+        let body = json!({ "fields": { "full_name": NAME } });
+        let res = editor.send(Method::POST, &format!("{ORG}/profiles"), Some(body)).await;
+        let request_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(res.status(), 201);
+        let page: Value = owner.get(&format!("{ORG}/audit?action=profile.create")).await.json().await.unwrap_or_default();
+        assert_eq!(page["entries"][0]["request_id"], request_id.as_str(), "the entry names the request: {page}");
+
+        // A service account, a token for it, a refused secret, a revocation.
+        let res = owner.send(Method::POST, &format!("{ORG}/service-accounts"), Some(json!({"name": "sync", "scope": "profiles:read"}))).await;
+        assert_eq!(res.status(), 201);
+        let sa: Value = res.json().await.unwrap_or_default();
+        let (client_id, secret) = (sa["client_id"].as_str().unwrap_or(""), sa["client_secret"].as_str().unwrap_or(""));
+        let grant = |secret: &str| app.client.post(app.url("/v1/oauth/token"))
+            .form(&[("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret)]).send();
+        assert_eq!(grant(secret).await.map(|r| r.status().as_u16()).unwrap_or(0), 200);
+        assert_eq!(grant("not the secret").await.map(|r| r.status().as_u16()).unwrap_or(0), 401);
+        let sa_id = sa["id"].as_str().unwrap_or("").to_owned();
+        assert_eq!(owner.send(Method::DELETE, &format!("{ORG}/service-accounts/{sa_id}"), None).await.status(), 204);
+        // Membership changes, the last-owner refusal (nothing chained), settings.
+        let viewer = app.create_user("viewer@example.com", PW, false).await;
+        assert_eq!(owner.send(Method::POST, &format!("{ORG}/members"), Some(json!({"email": "viewer@example.com", "role": "viewer"}))).await.status(), 201);
+        assert_eq!(owner.send(Method::DELETE, &format!("{ORG}/members/{}", viewer.id), None).await.status(), 204);
+        let me = app.engine().user_by_email(&domain::Email::parse("owner@example.com").unwrap_or_else(|e| panic!("{e}"))).await.ok().flatten().map(|u| u.id.to_string()).unwrap_or_default();
+        assert_eq!(owner.send(Method::DELETE, &format!("{ORG}/members/{me}"), None).await.status(), 409);
+        assert_eq!(owner.send(Method::PUT, &format!("{ORG}/settings"), Some(json!({"require_mfa": true}))).await.status(), 200);
+
+        let rows = trail(&app, &chain).await;
+        let seen: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r.action.as_str(), r.actor.as_str(), r.fields.as_str())).collect();
+        let sa_actor = format!("service_account:{sa_id}");
+        for (action, actor_prefix, fields) in [
+            ("service_account.create", "user:", "scope:profiles:read"),
+            ("token.issue", sa_actor.as_str(), "scope:profiles:read"),
+            ("service_account.revoke", "user:", ""),
+            ("member.put", "user:", "role:viewer"),
+            ("member.remove", "user:", ""),
+            ("org.settings", "user:", "require_mfa:on"),
+        ] {
+            assert!(seen.iter().any(|(a, who, f)| *a == action && who.starts_with(actor_prefix) && *f == fields), "{action} by {actor_prefix}: {seen:?}");
+        }
+        assert_eq!(seen.iter().filter(|(a, _, _)| *a == "member.remove").count(), 1, "the refused removal chained nothing");
+        let platform = trail(&app, engine::PLATFORM_CHAIN).await;
+        let refused = platform.iter().find(|r| r.action == "token.issue").map(|r| (r.target.as_str(), r.outcome.as_str()));
+        assert_eq!(refused, Some((format!("service_account:{sa_id}").as_str(), "failure")));
+        assert!(!format!("{rows:?}{platform:?}").contains(secret), "no secret");
+        let reports = app.engine().verify_audit(None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(reports.iter().all(|r| r.result.is_ok()), "{reports:?}");
+        app.shutdown().await.ok();
+    }
+
     // claim 000.7 001.7 002.10
     async fn every_change_and_read_is_chained_without_personal_values(backend) {
         let app = spawn_app(backend).await;
@@ -103,7 +156,10 @@ backend_tests! {
         assert!(all.iter().any(|r| r.action == "key.create" && r.actor.starts_with("kms:") && r.target == "org_key:1"), "{all:?}");
         let seqs: Vec<i64> = all.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (1..=all.len() as i64).collect::<Vec<_>>(), "gapless");
-        let rows: Vec<store::AuditRow> = all.into_iter().filter(|r| !r.action.starts_with("key.")).collect();
+        // The organisation's first members were added by the operator (`cli`).
+        assert!(all.iter().any(|r| r.action == "member.put" && r.actor == "cli" && r.fields == "role:owner"), "{all:?}");
+        let rows: Vec<store::AuditRow> =
+            all.into_iter().filter(|r| !r.action.starts_with("key.") && !r.action.starts_with("member.")).collect();
         let actions: Vec<(&str, &str, &str)> =
             rows.iter().map(|r| (r.action.as_str(), r.target.as_str(), r.fields.as_str())).collect();
         let target = format!("profile:{id}");

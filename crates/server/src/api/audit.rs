@@ -34,6 +34,9 @@ pub(super) struct AuditEntryOut {
     outcome: String,
     /// The names of the fields changed or shown.
     fields: Vec<String>,
+    /// The request that caused it (the response's `x-request-id`), if it
+    /// came through the API.
+    request_id: Option<String>,
 }
 
 /// A page of entries.
@@ -61,6 +64,7 @@ fn page(entries: Vec<AuditView>, limit: u32) -> AuditPage {
             target: e.target,
             outcome: e.outcome,
             fields: e.fields,
+            request_id: e.request_id,
         })
         .collect();
     AuditPage { entries, next_after }
