@@ -244,6 +244,14 @@ impl Engine {
         Ok(rows.into_iter().map(AuditView::from).collect())
     }
 
+    /// Chains the start of an instance with the fingerprint of its
+    /// effective configuration (secrets redacted), so that a change of
+    /// configuration shows in the platform's trail as a new fingerprint.
+    pub async fn record_config(&self, fingerprint: &str) -> Result<(), EngineError> {
+        let entry = draft("system".into(), "config.apply", format!("config:{fingerprint}"), Vec::new());
+        self.record(&Pending::new(PLATFORM_CHAIN.to_owned(), vec![entry])).await
+    }
+
     /// Signs a checkpoint of every chain that grew since its last one.
     /// Returns how many were signed.
     pub async fn checkpoint_chains(&self) -> Result<usize, EngineError> {

@@ -359,6 +359,10 @@ pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyh
     for settings in &config.audit_sinks {
         sinks.push(engine::Sink::open(settings.clone()).await.context("audit sinks")?);
     }
+    // A configuration change shows in the platform's trail as a new
+    // fingerprint of the effective, redacted configuration.
+    let fingerprint = hex::encode(&crypto::sha256(config.render_redacted().as_bytes())[..8]);
+    engine.record_config(&fingerprint).await.context("audit trail")?;
     let backend = engine.backend_name();
     let tls = tls::load(&tls_source(config), &config.data_dir).context("tls")?;
 

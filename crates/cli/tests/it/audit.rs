@@ -179,6 +179,9 @@ backend_tests! {
         let platform = trail(&app, engine::PLATFORM_CHAIN).await;
         let kinds: Vec<&str> = platform.iter().map(|r| r.action.as_str()).collect();
         assert!(kinds.contains(&"signin") && kinds.contains(&"mfa.enable"), "{kinds:?}");
+        // Each start chains the fingerprint of the effective configuration.
+        let config = platform.iter().find(|r| r.action == "config.apply").map(|r| r.target.clone()).unwrap_or_default();
+        assert!(config.len() == "config:".len() + 16 && config.starts_with("config:"), "{config}");
         assert!(!format!("{platform:?}").contains("example.com"), "no addresses");
         let failed = app.client.post(app.url("/v1/auth/login")).json(&json!({"email": "nobody@example.com", "password": "wrong password here"})).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
         assert_eq!(failed, 401);
