@@ -163,25 +163,9 @@ impl From<AuditRow> for AuditView {
     }
 }
 
-/// Which entries of a trail to show; every set member must match.
-#[derive(Clone, Debug, Default)]
-pub struct AuditFilter {
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    pub target: Option<String>,
-    pub from_micros: Option<i64>,
-    pub until_micros: Option<i64>,
-}
-
-impl AuditFilter {
-    fn matches(&self, e: &AuditView) -> bool {
-        self.actor.as_ref().is_none_or(|a| *a == e.actor)
-            && self.action.as_ref().is_none_or(|a| *a == e.action)
-            && self.target.as_ref().is_none_or(|t| *t == e.target)
-            && self.from_micros.is_none_or(|t| e.at_micros >= t)
-            && self.until_micros.is_none_or(|t| e.at_micros < t)
-    }
-}
+/// Which entries of a trail to show; every set member must match (the
+/// store applies it in the query).
+pub type AuditFilter = store::AuditQuery;
 
 /// The outcome of verifying one chain.
 #[derive(Debug)]
@@ -207,18 +191,9 @@ impl Engine {
         limit: u32,
     ) -> Result<Vec<AuditView>, EngineError> {
         self.require(auth, Action::ReadAudit)?;
-        let chain = org_chain(auth.org());
-        let limit = limit.clamp(1, 1000) as usize;
-        let mut after = i64::try_from(after).unwrap_or(i64::MAX);
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let page = self.store.audit_entries(&chain, after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            out.extend(page.into_iter().map(AuditView::from).filter(|e| filter.matches(e)));
-        }
-        out.truncate(limit);
-        Ok(out)
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = self.store.audit_search(&org_chain(auth.org()), filter, after, limit.clamp(1, 1000)).await?;
+        Ok(rows.into_iter().map(AuditView::from).collect())
     }
 
     /// Every change and every read of one profile, with who did it: for

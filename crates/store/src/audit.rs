@@ -31,6 +31,18 @@ pub struct CheckpointRow {
     pub jws: String,
 }
 
+/// Which entries of a chain to read; every member set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// Entries at or after this time (unix microseconds).
+    pub from_micros: Option<i64>,
+    /// Entries before this time.
+    pub until_micros: Option<i64>,
+}
+
 /// How far a sink has received one chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkCursor {

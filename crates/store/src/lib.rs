@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, ProfileId, Role, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
-pub use audit::{AuditAppend, AuditRow, CheckpointRow, SinkCursor};
+pub use audit::{AuditAppend, AuditQuery, AuditRow, CheckpointRow, SinkCursor};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use identity::{
     InvitationRecord, MemberRecord, MembershipChange, MembershipOutcome, ServiceAccountRecord, SessionRecord,
@@ -543,6 +543,12 @@ impl Store {
     /// A chain's entries after position `after`, in order.
     pub async fn audit_entries(&self, chain: &str, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
         dispatch!(self.audit_entries(chain, after, limit))
+    }
+
+    /// A chain's entries after position `after` that match `query`, in
+    /// order; at most `limit`.
+    pub async fn audit_search(&self, chain: &str, query: &AuditQuery, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        dispatch!(self.audit_search(chain, query, after, limit))
     }
 
     /// A chain's entries about one target, after position `after`.

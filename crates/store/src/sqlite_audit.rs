@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::Result;
-use crate::audit::{AuditAppend, AuditRow, CheckpointRow, SinkCursor, head_hash};
+use crate::audit::{AuditAppend, AuditQuery, AuditRow, CheckpointRow, SinkCursor, head_hash};
 use crate::sqlite::SqliteStore;
 
 macro_rules! entry_columns {
@@ -104,6 +104,33 @@ impl SqliteStore {
         ))
         .bind(chain)
         .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(entry_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn audit_search(
+        &self,
+        chain: &str,
+        q: &AuditQuery,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR target = ?5) AND (?6 IS NULL OR at_micros >= ?6) AND (?7 IS NULL OR at_micros < ?7) ORDER BY seq LIMIT ?8"
+        ))
+        .bind(chain)
+        .bind(after)
+        .bind(&q.actor)
+        .bind(&q.action)
+        .bind(&q.target)
+        .bind(q.from_micros)
+        .bind(q.until_micros)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?

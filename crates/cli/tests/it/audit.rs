@@ -137,6 +137,21 @@ backend_tests! {
             assert!(seen.iter().any(|(a, who, f)| *a == action && who.starts_with(actor_prefix) && *f == fields), "{action} by {actor_prefix}: {seen:?}");
         }
         assert_eq!(seen.iter().filter(|(a, _, _)| *a == "member.remove").count(), 1, "the refused removal chained nothing");
+        // The trail's filters, applied by the store, and paging under a filter.
+        let by_sa: Value = owner.get(&format!("{ORG}/audit?actor={sa_actor}")).await.json().await.unwrap_or_default();
+        let actions: Vec<&str> = by_sa["entries"].as_array().into_iter().flatten().filter_map(|e| e["action"].as_str()).collect();
+        assert_eq!(actions, ["token.issue"], "{by_sa}");
+        let first: Value = owner.get(&format!("{ORG}/audit?action=member.put&limit=1")).await.json().await.unwrap_or_default();
+        let next = first["next_after"].as_u64().unwrap_or_else(|| panic!("a full page names the next: {first}"));
+        let rest: Value = owner.get(&format!("{ORG}/audit?action=member.put&after={next}")).await.json().await.unwrap_or_default();
+        let roles: Vec<&str> = first["entries"].as_array().into_iter().chain(rest["entries"].as_array()).flatten()
+            .filter_map(|e| e["fields"][0].as_str()).collect();
+        assert_eq!(roles, ["role:owner", "role:editor", "role:viewer"], "{first} {rest}");
+        let past: Value = owner.get(&format!("{ORG}/audit?until=2001-01-01T00:00:00Z")).await.json().await.unwrap_or_default();
+        assert_eq!(past["entries"].as_array().map(Vec::len), Some(0), "{past}");
+        let since: Value = owner.get(&format!("{ORG}/audit?from=2001-01-01T00:00:00Z&action=org.settings")).await.json().await.unwrap_or_default();
+        assert_eq!(since["entries"].as_array().map(Vec::len), Some(1), "{since}");
+
         let platform = trail(&app, engine::PLATFORM_CHAIN).await;
         let refused = platform.iter().find(|r| r.action == "token.issue").map(|r| (r.target.as_str(), r.outcome.as_str()));
         assert_eq!(refused, Some((format!("service_account:{sa_id}").as_str(), "failure")));
