@@ -312,6 +312,22 @@ impl Engine {
         Ok(verified)
     }
 
+    /// Hashes a new password on the blocking pool, under the same bound as
+    /// password checks: a burst of password changes cannot stall the
+    /// runtime or take every core.
+    async fn hash_new_password(&self, password: &str) -> Result<String, AuthError> {
+        let permit =
+            Arc::clone(&self.identity.hashing).acquire_owned().await.map_err(|_| AuthError::Unauthenticated)?;
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crypto::hash_password(&password)
+        })
+        .await
+        .map_err(|_| AuthError::Unauthenticated)?
+        .map_err(AuthError::from)
+    }
+
     /// Signs in with e-mail and password. Returns the session's secret
     /// (for the cookie, once), the session and the user.
     pub async fn login(
@@ -347,7 +363,7 @@ impl Engine {
         };
         self.identity.throttle.succeeded(&keys[0]);
         if verified.needs_rehash {
-            let new_hash = crypto::hash_password(password)?;
+            let new_hash = self.hash_new_password(password).await?;
             self.store.set_password_hash(user.id, &new_hash).await?;
         }
         let token = OpaqueToken::generate()?;
@@ -570,7 +586,7 @@ impl Engine {
                     .password_policy
                     .check(p, &[new.email.as_str(), new.display_name.as_str()])
                     .map_err(AuthError::from)?;
-                Some(crypto::hash_password(p).map_err(AuthError::from)?)
+                Some(self.hash_new_password(p).await?)
             }
             None => None,
         };
@@ -601,7 +617,7 @@ impl Engine {
             .password_policy
             .check(new, &[user.email.as_str(), user.display_name.as_str()])
             .map_err(AuthError::from)?;
-        let hash = crypto::hash_password(new).map_err(AuthError::from)?;
+        let hash = self.hash_new_password(new).await?;
         self.store.set_password_hash(user.id, &hash).await?;
         for s in self.store.live_sessions_of(user.id).await? {
             if s.id != principal.session {
@@ -644,7 +660,7 @@ impl Engine {
             .password_policy
             .check(new_password, &[record.email.as_str(), record.display_name.as_str()])
             .map_err(AuthError::from)?;
-        let hash = crypto::hash_password(new_password).map_err(AuthError::from)?;
+        let hash = self.hash_new_password(new_password).await?;
         match self.store.take_password_setup(&digest, purpose).await? {
             Some(taken) if taken == user => {}
             _ => return Err(AuthError::Unauthenticated.into()),

@@ -93,10 +93,11 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| MailError::Message(e.to_string()))?;
-        transport.send(message).await.map(drop).map_err(|e| MailError::Transport(e.to_string()))
+        transport.send(message).await.map(drop).map_err(|e| MailError::Transport(describe(&e)))
     }
 
-    /// Sends in the background; failures are logged (without the message).
+    /// Sends in the background; failures are logged (without the message,
+    /// and without the relay's text, which may repeat the address).
     pub fn send_later(&self, to: String, subject: &'static str, body: String) {
         let mailer = self.clone();
         tokio::spawn(async move {
@@ -108,5 +109,25 @@ impl Mailer {
                 }
             }
         });
+    }
+}
+
+/// What went wrong with the relay, by kind and reply code only: a relay's
+/// reply text often repeats the recipient's address.
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let kind = if e.is_permanent() {
+        "permanent error"
+    } else if e.is_transient() {
+        "temporary error"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_tls() {
+        "TLS failure"
+    } else {
+        "connection or protocol failure"
+    };
+    match e.status() {
+        Some(code) => format!("relay answered {kind} (code {code})"),
+        None => format!("relay: {kind}"),
     }
 }
