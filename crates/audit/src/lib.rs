@@ -204,6 +204,20 @@ pub fn verify(entries: &[Entry], checkpoints: &[Checkpoint], keys: &[VerifyingKe
         expected_seq += 1;
     }
     let size = expected_seq - 1;
+    let head_at =
+        |n: u64| usize::try_from(n).ok().and_then(|n| n.checked_sub(1)).and_then(|i| entries.get(i)).map(|e| e.hash);
+    check_checkpoints(checkpoints, keys, size, head_at)?;
+    Ok(Verified { entries: size, checkpoints: checkpoints.len() as u64 })
+}
+
+/// Checks each checkpoint's signature and that the chain of `size` entries
+/// still has, at the checkpoint's size, the head it signed.
+fn check_checkpoints(
+    checkpoints: &[Checkpoint],
+    keys: &[VerifyingKeyEntry],
+    size: u64,
+    head_at: impl Fn(u64) -> Option<[u8; 32]>,
+) -> Result<(), Broken> {
     for c in checkpoints {
         let claims = crypto::jose::verify_jws(&c.jws, keys)
             .map_err(|_| Broken::Checkpoint { size: c.size, why: "its signature does not verify" })?;
@@ -216,12 +230,51 @@ pub fn verify(entries: &[Entry], checkpoints: &[Checkpoint], keys: &[VerifyingKe
         if c.size > size {
             return Err(Broken::Checkpoint { size: c.size, why: "the chain is shorter than the checkpoint" });
         }
-        let Some(at) = usize::try_from(c.size).ok().and_then(|n| n.checked_sub(1)) else { continue };
-        if entries.get(at).map(|e| e.hash) != Some(c.head) {
+        if c.size > 0 && head_at(c.size) != Some(c.head) {
             return Err(Broken::Checkpoint { size: c.size, why: "the entry it signed has another hash now" });
         }
     }
-    Ok(Verified { entries: size, checkpoints: checkpoints.len() as u64 })
+    Ok(())
+}
+
+/// Verifies a chain entry by entry as it is read, keeping only the hashes
+/// its checkpoints name, so memory does not grow with the chain. It only
+/// tells whether the chain is sound: at the first entry that does not
+/// follow, the caller runs [`verify`] on the whole chain to name the
+/// problem (which needs every entry at hand).
+#[derive(Debug)]
+pub struct ChainVerifier {
+    expected_seq: u64,
+    prev: [u8; 32],
+    heads: HashMap<u64, Option<[u8; 32]>>,
+}
+
+impl ChainVerifier {
+    /// A verifier for a chain with checkpoints at these sizes.
+    pub fn new(checkpoint_sizes: impl IntoIterator<Item = u64>) -> Self {
+        Self { expected_seq: 1, prev: GENESIS, heads: checkpoint_sizes.into_iter().map(|s| (s, None)).collect() }
+    }
+
+    /// Takes the next stored entry; false if it does not follow (wrong
+    /// position, wrong link, or content that does not match its hash).
+    pub fn push(&mut self, e: &Entry) -> bool {
+        if e.seq != self.expected_seq || e.prev_hash != self.prev || entry_hash(e, e.seq) != e.hash {
+            return false;
+        }
+        if let Some(head) = self.heads.get_mut(&e.seq) {
+            *head = Some(e.hash);
+        }
+        self.prev = e.hash;
+        self.expected_seq += 1;
+        true
+    }
+
+    /// Checks the checkpoints against what was read.
+    pub fn finish(self, checkpoints: &[Checkpoint], keys: &[VerifyingKeyEntry]) -> Result<Verified, Broken> {
+        let size = self.expected_seq - 1;
+        check_checkpoints(checkpoints, keys, size, |n| self.heads.get(&n).copied().flatten())?;
+        Ok(Verified { entries: size, checkpoints: checkpoints.len() as u64 })
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +314,37 @@ mod tests {
         let cp5 = sign_checkpoint(&key(), "org:a", 5, c[4].hash, 1).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(verify(&c, &[cp5, cp], &[key().verifying_entry()]), Ok(Verified { entries: 10, checkpoints: 2 }));
         assert_eq!(verify(&[], &[], &[]), Ok(Verified { entries: 0, checkpoints: 0 }));
+    }
+
+    #[test]
+    fn the_streaming_verifier_agrees_with_the_whole_chain_check() {
+        let keys = [key().verifying_entry()];
+        let c = chain(10);
+        let cps = [
+            sign_checkpoint(&key(), "org:a", 5, c[4].hash, 1).unwrap_or_else(|e| panic!("{e}")),
+            sign_checkpoint(&key(), "org:a", 10, c[9].hash, 1).unwrap_or_else(|e| panic!("{e}")),
+        ];
+        let run = |entries: &[Entry], cps: &[Checkpoint]| {
+            let mut v = ChainVerifier::new(cps.iter().map(|c| c.size));
+            entries.iter().all(|e| v.push(e)).then(|| v.finish(cps, &keys))
+        };
+        assert_eq!(run(&c, &cps), Some(Ok(Verified { entries: 10, checkpoints: 2 })));
+        let mut edited = c.clone();
+        edited[6].actor = "user:2".into();
+        assert_eq!(run(&edited, &cps), None, "an edit stops it");
+        let mut removed = c.clone();
+        removed.remove(2);
+        assert_eq!(run(&removed, &cps), None, "a gap stops it");
+        // A chain cut after the checkpoint's size, or a forged checkpoint.
+        assert_eq!(
+            run(&c[..7], &cps),
+            Some(Err(Broken::Checkpoint { size: 10, why: "the chain is shorter than the checkpoint" }))
+        );
+        let forged = sign_checkpoint(&key(), "org:a", 5, c[3].hash, 1).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            run(&c, &[forged]),
+            Some(Err(Broken::Checkpoint { size: 5, why: "the entry it signed has another hash now" }))
+        );
     }
 
     #[test]

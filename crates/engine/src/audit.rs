@@ -4,7 +4,7 @@
 //! the chain's head; checkpoints signed with the deployment's audit key;
 //! verification; and the history of one record.
 
-use audit::{Broken, Checkpoint, Draft, Entry, Verified};
+use audit::{Broken, ChainVerifier, Checkpoint, Draft, Entry, Verified};
 use domain::{Action, OrgId, ProfileId};
 use store::{AuditAppend, AuditRow, CheckpointRow};
 
@@ -264,17 +264,31 @@ impl Engine {
         };
         let mut out = Vec::new();
         for chain in chains {
-            let mut entries = Vec::new();
-            let mut after = 0;
-            loop {
-                let page = self.store.audit_entries(&chain, after, 1000).await?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                entries.extend(page.into_iter().map(from_row));
-            }
             let checkpoints: Vec<Checkpoint> =
                 self.store.checkpoints(&chain).await?.into_iter().map(checkpoint_of).collect();
-            out.push(ChainReport { result: audit::verify(&entries, &checkpoints, &keys), chain });
+            // Read once, verifying as rows arrive; only a chain that fails
+            // is read again, whole, to name its first problem.
+            let mut verifier = ChainVerifier::new(checkpoints.iter().map(|c| c.size));
+            let mut sound = true;
+            self.store
+                .scan_audit(&chain, 0, &mut |row| {
+                    sound = verifier.push(&from_row(row));
+                    sound
+                })
+                .await?;
+            let result = if sound {
+                verifier.finish(&checkpoints, &keys)
+            } else {
+                let mut entries = Vec::new();
+                self.store
+                    .scan_audit(&chain, 0, &mut |row| {
+                        entries.push(from_row(row));
+                        true
+                    })
+                    .await?;
+                audit::verify(&entries, &checkpoints, &keys)
+            };
+            out.push(ChainReport { result, chain });
         }
         Ok(out)
     }

@@ -551,6 +551,18 @@ impl Store {
         dispatch!(self.audit_search(chain, query, after, limit))
     }
 
+    /// Reads a chain's entries after position `after` in order, in one
+    /// statement, handing each to `f` until it returns false. Memory stays
+    /// flat whatever the chain's length (for verification).
+    pub async fn scan_audit(
+        &self,
+        chain: &str,
+        after: i64,
+        f: &mut (dyn FnMut(AuditRow) -> bool + Send),
+    ) -> Result<()> {
+        dispatch!(self.scan_audit(chain, after, f))
+    }
+
     /// A chain's entries about one target, after position `after`.
     pub async fn audit_entries_for(&self, chain: &str, target: &str, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
         dispatch!(self.audit_entries_for(chain, target, after, limit))

@@ -139,6 +139,29 @@ impl SqliteStore {
         .collect()
     }
 
+    pub(crate) async fn scan_audit(
+        &self,
+        chain: &str,
+        after: i64,
+        f: &mut (dyn FnMut(AuditRow) -> bool + Send),
+    ) -> Result<()> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM audit_entries WHERE chain = ?1 AND seq > ?2 ORDER BY seq"
+        ))
+        .bind(chain)
+        .bind(after)
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            if !f(entry_from_row(&row)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn audit_entries_for(
         &self,
         chain: &str,
