@@ -305,12 +305,28 @@ backend_tests! {
     async fn concurrent_writers_leave_one_gapless_chain(backend) {
         let app = spawn_app(backend).await;
         let (editor, chain, _) = setup(&app).await;
-        // A second server on the same store, as a second instance would be.
-        let config = app.db.config().unwrap_or_else(|e| panic!("{e:#}"));
-        let second = server::start(&config).await.unwrap_or_else(|e| panic!("{e:#}"));
-        let ca = second.ca_file().map(std::path::Path::to_path_buf).unwrap_or_default();
-        let client = testkit::client_trusting(&ca).unwrap_or_else(|e| panic!("{e:#}"));
-        let base2 = format!("https://localhost:{}", second.local_addr().port());
+        // A second server process on the same store, as a second instance
+        // would be: the real binary, same data directory and database.
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"));
+        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(app.db.data_dir());
+        if let Some(url) = &app.db.database_url {
+            cmd.env("STRONGROOM_DATABASE_URL", url);
+        }
+        let mut second = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stdout = second.stdout.take().unwrap_or_else(|| panic!("stdout"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines().map_while(Result::ok);
+            let _ = tx.send(lines.next().unwrap_or_default());
+            lines.for_each(drop);
+        });
+        let banner = tokio::task::spawn_blocking(move || rx.recv().unwrap_or_default()).await.unwrap_or_default();
+        let port: u16 = banner.split("127.0.0.1:").nth(1).and_then(|s| s.split_whitespace().next())
+            .and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in banner {banner:?}"));
+        let client = testkit::client_trusting(&app.db.data_dir().join("tls/ca.pem")).unwrap_or_else(|e| panic!("{e:#}"));
+        let base2 = format!("https://localhost:{port}");
         let mut tasks = Vec::new();
         for w in 0..16 {
             let editor = editor.clone();
@@ -338,8 +354,9 @@ backend_tests! {
         assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "gapless");
         let reports = app.engine().verify_audit(None).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(reports.iter().all(|r| r.result.is_ok()), "{reports:?}");
-        second.begin_shutdown();
-        second.wait().await.ok();
+        let _ = std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
+        let status = tokio::task::spawn_blocking(move || second.wait()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.ok().and_then(|s| s.code()), Some(0), "the second process stops cleanly");
         app.shutdown().await.ok();
     }
 }
