@@ -31,10 +31,12 @@ pub enum Action {
     ManageServiceAccounts,
     /// Change organisation settings (such as requiring 2FA of everyone).
     ManageSettings,
+    /// See, approve, deny and revoke operators' support sessions.
+    ManageSupport,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::ViewOrg,
         Action::ListMembers,
         Action::ManageMembers,
@@ -46,6 +48,7 @@ impl Action {
         Action::ReadAudit,
         Action::ManageServiceAccounts,
         Action::ManageSettings,
+        Action::ManageSupport,
     ];
 }
 
@@ -59,6 +62,8 @@ pub enum PlatformAction {
     /// Rename, suspend or resume an organisation.
     ManageOrgs,
     ManageUsers,
+    /// Ask an organisation for a support session.
+    RequestSupport,
 }
 
 /// Whether a role may take an action. The whole permission matrix.

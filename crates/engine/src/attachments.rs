@@ -208,6 +208,7 @@ impl Engine {
         E: std::fmt::Display,
     {
         self.require(auth, Action::WriteProfiles)?;
+        crate::support::check_scope(auth, profile)?;
         check_name(name)?;
         check_content_type(content_type)?;
         let blobs = self.blobs()?;
@@ -273,15 +274,20 @@ impl Engine {
     }
 
     /// Who may read a profile's attachments: its readers and its owner.
+    /// The profile, and the caller as the trail records them (with the
+    /// support session they act under, if any).
     async fn readable_profile(
         &self,
         principal: &Principal,
         org: OrgId,
         profile: ProfileId,
-    ) -> Result<ProfileRow, EngineError> {
+    ) -> Result<(ProfileRow, Principal), EngineError> {
         match self.reach_profile(principal, org, profile, &[Action::ReadProfiles]).await? {
-            Reach::Granted(_) => Ok(self.store.get_profile(org, profile).await?.ok_or(ProfileError::NotFound)?),
-            Reach::Owner(row) => Ok(row),
+            Reach::Granted(auth) => Ok((
+                self.store.get_profile(org, profile).await?.ok_or(ProfileError::NotFound)?,
+                auth.principal().clone(),
+            )),
+            Reach::Owner(row) => Ok((row, principal.clone())),
         }
     }
 
@@ -292,11 +298,11 @@ impl Engine {
         org: OrgId,
         profile: ProfileId,
     ) -> Result<Vec<AttachmentInfo>, EngineError> {
-        let row = self.readable_profile(principal, org, profile).await?;
+        let (row, actor) = self.readable_profile(principal, org, profile).await?;
         let record_key = self.record_key(&row).await?;
         self.record(&Pending::new(
             org_chain(org),
-            vec![by(principal, "attachment.list", profile_target(profile), Vec::new())],
+            vec![by(&actor, "attachment.list", profile_target(profile), Vec::new())],
         ))
         .await?;
         let mut out = Vec::new();
@@ -327,7 +333,7 @@ impl Engine {
         name: &str,
     ) -> Result<(AttachmentInfo, PlainStream), EngineError> {
         check_name(name).map_err(|_| AttachmentError::NotFound)?;
-        let row = self.readable_profile(principal, org, profile).await?;
+        let (row, actor) = self.readable_profile(principal, org, profile).await?;
         let blobs = self.blobs()?;
         let record_key = self.record_key(&row).await?;
         let a = self
@@ -357,7 +363,7 @@ impl Engine {
                 None => break,
             }
         }
-        let entry = by(principal, "attachment.download", profile_target(profile), vec![format!("attachment:{}", a.id)]);
+        let entry = by(&actor, "attachment.download", profile_target(profile), vec![format!("attachment:{}", a.id)]);
         self.record(&Pending::new(org_chain(org), vec![entry])).await?;
         let stream: PlainStream = Box::pin(futures_util::stream::iter(first).chain(plain));
         let info = AttachmentInfo {
@@ -378,6 +384,7 @@ impl Engine {
         name: &str,
     ) -> Result<(), EngineError> {
         self.require(auth, Action::WriteProfiles)?;
+        crate::support::check_scope(auth, profile)?;
         check_name(name).map_err(|_| AttachmentError::NotFound)?;
         let org = auth.org();
         let row = self.attachment_profile(org, profile).await?;

@@ -129,6 +129,9 @@ pub struct Principal {
     pub session: SessionId,
     pub mfa_passed: bool,
     pub service_account: Option<ServiceAccountGrant>,
+    /// The support session an operator is acting under, once authorised
+    /// through one (set by `authorize`, never by authentication).
+    pub support_session: Option<uuid::Uuid>,
 }
 
 /// What a service account's access token grants.
@@ -140,11 +143,19 @@ pub struct ServiceAccountGrant {
     pub jti: String,
 }
 
-/// What an authorisation rests on: a member's role or a token's scopes.
+/// What an authorisation rests on: a member's role, a token's scopes, or
+/// an operator's approved support session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Grant {
     Role(Role),
     Scopes(Vec<domain::Scope>),
+    /// Read (profiles' plain and personal fields), and write when `write`;
+    /// limited to `profiles` unless empty.
+    Support {
+        session: uuid::Uuid,
+        write: bool,
+        profiles: Vec<domain::ProfileId>,
+    },
 }
 
 impl Grant {
@@ -152,6 +163,9 @@ impl Grant {
         match self {
             Self::Role(r) => role_permits(*r, action),
             Self::Scopes(s) => s.iter().any(|s| s.permits(action)),
+            Self::Support { write, .. } => {
+                matches!(action, Action::ViewOrg | Action::ReadProfiles) || (*write && action == Action::WriteProfiles)
+            }
         }
     }
 }
@@ -167,17 +181,28 @@ pub struct Authorized {
 }
 
 impl Authorized {
+    pub(crate) fn new(principal: Principal, org: OrgId, grant: Grant, action: Action) -> Self {
+        Self { principal, org, grant, action }
+    }
     pub fn principal(&self) -> &Principal {
         &self.principal
     }
     pub fn org(&self) -> OrgId {
         self.org
     }
-    /// The member's role; `None` for a service account.
+    /// The member's role; `None` for a service account or a support
+    /// session.
     pub fn role(&self) -> Option<Role> {
         match self.grant {
             Grant::Role(r) => Some(r),
-            Grant::Scopes(_) => None,
+            Grant::Scopes(_) | Grant::Support { .. } => None,
+        }
+    }
+    /// The records a support session is limited to; `None`: no limit.
+    pub fn profile_limit(&self) -> Option<&[domain::ProfileId]> {
+        match &self.grant {
+            Grant::Support { profiles, .. } if !profiles.is_empty() => Some(profiles),
+            _ => None,
         }
     }
     /// Whether the same grant also allows another action.
@@ -416,6 +441,7 @@ impl Engine {
             session: session.id,
             mfa_passed: session.mfa_passed,
             service_account: None,
+            support_session: None,
         })
     }
 
@@ -475,6 +501,9 @@ impl Engine {
             });
         }
         let role = self.store.membership_role(org, principal.user).await.map_err(|_| Denied::Store)?;
+        if role.is_none() && principal.is_operator {
+            return self.authorize_support(principal, org, action).await;
+        }
         let role = match role {
             None => return Err(Denied::NotFound),
             Some(role) if role_permits(role, action) => role,
@@ -532,6 +561,7 @@ impl Engine {
             session: SessionId::from_uuid(uuid::Uuid::nil()),
             mfa_passed: true,
             service_account: None,
+            support_session: None,
         };
         AuthorizedPlatform { principal, action }
     }

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod mail;
 pub mod profiles;
 pub mod sinks;
+pub mod support;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use profiles::{
     FieldHolding, Page, PersonalDataReport, ProfileError, ProfileQuery, ProfileView, Visibility, actor_of,
 };
 pub use sinks::{Sink, SinkError, SinkSettings, SinkTarget, SyslogOrigin, TlsTrust};
+pub use support::{SupportError, SupportRequest};
 pub use tokens::{IssuedToken, TokenError, TokenSettings};
 
 /// Why the engine cannot serve requests right now.
@@ -74,6 +76,8 @@ pub enum EngineError {
     Profile(#[from] ProfileError),
     #[error(transparent)]
     Attachment(#[from] AttachmentError),
+    #[error(transparent)]
+    Support(#[from] support::SupportError),
 }
 
 /// The application core shared by every interface.
@@ -87,6 +91,7 @@ pub struct Engine {
     token_settings: tokens::TokenSettings,
     blobs: Option<store::BlobStore>,
     max_attachment_bytes: u64,
+    max_support: std::time::Duration,
 }
 
 impl Engine {
@@ -107,7 +112,14 @@ impl Engine {
             token_settings: tokens::TokenSettings::default(),
             blobs: None,
             max_attachment_bytes: 0,
+            max_support: support::DEFAULT_MAX_SUPPORT,
         }
+    }
+
+    /// The same engine allowing support sessions up to `max`.
+    pub fn with_support_max(mut self, max: std::time::Duration) -> Self {
+        self.max_support = max;
+        self
     }
 
     /// The same engine sending mail through `mailer`.

@@ -227,6 +227,7 @@ impl Engine {
         owner: Option<UserId>,
     ) -> Result<ProfileView, EngineError> {
         self.require(auth, Action::WriteProfiles)?;
+        crate::support::check_unlimited(auth)?;
         let org = auth.org();
         let schema = self.load_schema(org).await?;
         if schema.fields.is_empty() {
@@ -283,14 +284,16 @@ impl Engine {
         org: OrgId,
         id: ProfileId,
     ) -> Result<ProfileView, EngineError> {
-        let (row, visibility) = match self.reach_profile(principal, org, id, &[Action::ReadProfiles]).await? {
-            Reach::Granted(auth) => {
-                (self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?, Visibility::of(&auth))
-            }
-            Reach::Owner(row) => (row, Visibility::All),
+        let (row, visibility, actor) = match self.reach_profile(principal, org, id, &[Action::ReadProfiles]).await? {
+            Reach::Granted(auth) => (
+                self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?,
+                Visibility::of(&auth),
+                auth.principal().clone(),
+            ),
+            Reach::Owner(row) => (row, Visibility::All, principal.clone()),
         };
         let schema = self.load_schema(org).await?;
-        self.open_record(principal, &schema, &row, visibility).await
+        self.open_record(&actor, &schema, &row, visibility).await
     }
 
     /// The one rule for reaching a single profile: a member or token whose
@@ -307,7 +310,10 @@ impl Engine {
         let mut first_denial = None;
         for &action in actions {
             match self.authorize(principal, org, action).await {
-                Ok(auth) => return Ok(Reach::Granted(auth)),
+                Ok(auth) => {
+                    crate::support::check_scope(&auth, id)?;
+                    return Ok(Reach::Granted(auth));
+                }
                 Err(denied @ (Denied::NotFound | Denied::Forbidden)) => {
                     first_denial.get_or_insert(denied);
                 }
@@ -343,6 +349,7 @@ impl Engine {
         owner: Option<Option<UserId>>,
     ) -> Result<ProfileView, EngineError> {
         self.require(auth, Action::WriteProfiles)?;
+        crate::support::check_scope(auth, id)?;
         let org = auth.org();
         let schema = self.load_schema(org).await?;
         let patch = schema.validate_patch(patch).map_err(ProfileError::Invalid)?;
@@ -400,6 +407,7 @@ impl Engine {
     /// Deletes a profile if it is still at `if_match`, with its
     /// attachments.
     pub async fn delete_profile(&self, auth: &Authorized, id: ProfileId, if_match: i64) -> Result<(), EngineError> {
+        crate::support::check_scope(auth, id)?;
         self.require(auth, Action::WriteProfiles)?;
         let org = auth.org();
         let row = self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?;
@@ -419,6 +427,7 @@ impl Engine {
     /// One page of profiles, filtered by exact matches.
     pub async fn list_profiles(&self, auth: &Authorized, query: &ProfileQuery) -> Result<Page, EngineError> {
         self.require(auth, Action::ReadProfiles)?;
+        crate::support::check_unlimited(auth)?;
         let org = auth.org();
         let schema = self.load_schema(org).await?;
         let limit = query.limit.unwrap_or(DEFAULT_PAGE);

@@ -369,6 +369,7 @@ impl Engine {
             session: SessionId::from_uuid(uuid::Uuid::nil()),
             mfa_passed: true,
             service_account: Some(ServiceAccountGrant { id: sa.id, org, scopes, jti }),
+            support_session: None,
         })
     }
 

@@ -99,6 +99,14 @@ struct FileConfig {
     blobs: FileBlobs,
     #[serde(default)]
     audit: FileAudit,
+    #[serde(default)]
+    support: FileSupport,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSupport {
+    max_duration_minutes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,6 +440,8 @@ pub struct Config {
     pub blobs: BlobBackend,
     /// Off-host audit sinks, each delivered on its own.
     pub audit_sinks: Vec<engine::SinkSettings>,
+    /// The longest support session an operator may ask for.
+    pub support_max: Duration,
 }
 
 impl Config {
@@ -537,6 +547,10 @@ impl Config {
         let smtp = file.smtp.as_ref().and_then(|f| resolve_smtp(f, &mut errors));
         let blobs = resolve_blobs(&file.blobs, &mut errors);
         let audit_sinks = resolve_sinks(&file.audit.sinks, &mut errors);
+        let support_minutes = file.support.max_duration_minutes.unwrap_or(240);
+        if !(1..=7 * 24 * 60).contains(&support_minutes) {
+            errors.push(ConfigError::new("support.max_duration_minutes", "must be 1 to 10080 minutes (a week)"));
+        }
         let max_attachment_bytes =
             o.max_attachment_bytes.or(file.blobs.max_attachment_bytes).unwrap_or(defaults.max_attachment_bytes);
         if !(1024..=1 << 40).contains(&max_attachment_bytes) {
@@ -574,6 +588,7 @@ impl Config {
             smtp,
             blobs,
             audit_sinks,
+            support_max: Duration::from_secs(support_minutes * 60),
         })
     }
 

@@ -52,6 +52,11 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
 }
 
 impl RawJson {
+    /// Whether the request had no body at all (an optional body).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.iter().all(u8::is_ascii_whitespace)
+    }
+
     /// Parses the body, with the same problems as `ApiJson`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
         if !self.is_json {
@@ -103,6 +108,26 @@ fn describe(e: serde_json::Error) -> Problem {
 
 fn syntax_reason(e: &serde_json::Error) -> &'static str {
     if e.is_eof() { "unexpected end of input" } else { "unexpected character or token" }
+}
+
+/// A whole number however JSON spells it: JSON Schema counts `60.0` as
+/// the integer 60, so the API takes it as such.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=9.0e15).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom("a value has the wrong type or is out of range")),
+    }
+}
+
+/// [`whole_number`], optional (`null` or absent: none).
+pub fn optional_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_number")] u64);
+    Ok(<Option<Whole> as serde::Deserialize>::deserialize(d)?.map(|w| w.0))
 }
 
 #[cfg(test)]

@@ -178,7 +178,8 @@ pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine
     Ok(Engine::new(store, kms, cache)
         .with_identity(config.auth)
         .with_mailer(mailer)
-        .with_blobs(blobs, config.http.max_attachment_bytes))
+        .with_blobs(blobs, config.http.max_attachment_bytes)
+        .with_support_max(config.support_max))
 }
 
 /// Opens the blob store the configuration names.
@@ -216,6 +217,9 @@ fn tls_source(config: &Config) -> TlsSource {
 /// organisation key version.
 const REWRAP_EVERY: Duration = Duration::from_secs(600);
 
+/// How often `serve` looks for ended support sessions to summarise.
+const SUPPORT_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
 /// How often `serve` signs checkpoints of the audit chains that grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
@@ -242,7 +246,20 @@ async fn background_jobs(engine: Engine, sinks: Vec<engine::Sink>, holder: Strin
             }
         }
     };
-    tokio::join!(rewrap_job(engine), checkpoints, deliveries);
+    let support = {
+        let engine = engine.clone();
+        async move {
+            let mut tick = tokio::time::interval(SUPPORT_SUMMARY_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = engine.summarise_support_sessions().await {
+                    tracing::warn!(error = %e, "support-session summaries failed; retrying next minute");
+                }
+            }
+        }
+    };
+    tokio::join!(rewrap_job(engine), checkpoints, deliveries, support);
 }
 
 /// The background job that finishes key rotations: re-wraps record keys

@@ -35,6 +35,8 @@ pub struct CheckpointRow {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     pub actor: Option<String>,
+    /// Such as `support_session:<uuid>`.
+    pub on_behalf_of: Option<String>,
     pub action: Option<String>,
     pub target: Option<String>,
     /// Entries at or after this time (unix microseconds).

@@ -12,11 +12,14 @@ mod postgres;
 mod postgres_audit;
 mod postgres_identity;
 mod postgres_profiles;
+mod postgres_support;
 mod profiles;
 mod sqlite;
 mod sqlite_audit;
 mod sqlite_identity;
 mod sqlite_profiles;
+mod sqlite_support;
+mod support;
 
 use std::path::PathBuf;
 
@@ -32,6 +35,7 @@ pub use identity::{
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
 pub use sqlite::connect_options as sqlite_connect_options;
+pub use support::{SupportSessionRow, SupportStatus};
 
 /// Where the store lives.
 #[derive(Clone)]
@@ -579,6 +583,64 @@ impl Store {
 
     pub async fn checkpoints(&self, chain: &str) -> Result<Vec<CheckpointRow>> {
         dispatch!(self.checkpoints(chain))
+    }
+
+    /// Records a support session request, chained in the same transaction.
+    pub async fn insert_support_session(&self, session: &SupportSessionRow, audit: &AuditAppend<'_>) -> Result<()> {
+        dispatch!(self.insert_support_session(session, audit))
+    }
+
+    pub async fn support_session(&self, org: OrgId, id: uuid::Uuid) -> Result<Option<SupportSessionRow>> {
+        dispatch!(self.support_session(org, id))
+    }
+
+    /// An organisation's support sessions, newest first.
+    pub async fn support_sessions(&self, org: OrgId, limit: u32) -> Result<Vec<SupportSessionRow>> {
+        dispatch!(self.support_sessions(org, limit))
+    }
+
+    /// An organisation's sessions approved and not expired at `now`.
+    pub async fn active_support_sessions(&self, org: OrgId, now: i64) -> Result<Vec<SupportSessionRow>> {
+        dispatch!(self.active_support_sessions(org, now))
+    }
+
+    /// Approves (active until `approve`, unix microseconds) or denies a
+    /// requested session; false if it is no longer a request.
+    pub async fn decide_support_session(
+        &self,
+        org: OrgId,
+        id: uuid::Uuid,
+        approve: Option<i64>,
+        by: UserId,
+        now: i64,
+        audit: &AuditAppend<'_>,
+    ) -> Result<bool> {
+        dispatch!(self.decide_support_session(org, id, approve, by, now, audit))
+    }
+
+    /// Revokes a session that is requested or still active; false if it
+    /// was neither.
+    pub async fn revoke_support_session(
+        &self,
+        org: OrgId,
+        id: uuid::Uuid,
+        by: &str,
+        now: i64,
+        audit: &AuditAppend<'_>,
+    ) -> Result<bool> {
+        dispatch!(self.revoke_support_session(org, id, by, now, audit))
+    }
+
+    /// Sessions that were active and have ended (revoked or expired by
+    /// `now`) whose summary has not been sent.
+    pub async fn support_sessions_ended(&self, now: i64, limit: u32) -> Result<Vec<SupportSessionRow>> {
+        dispatch!(self.support_sessions_ended(now, limit))
+    }
+
+    /// Marks a session's summary as sent; false if it already was (another
+    /// instance sent it).
+    pub async fn mark_support_summary_sent(&self, org: OrgId, id: uuid::Uuid) -> Result<bool> {
+        dispatch!(self.mark_support_summary_sent(org, id))
     }
 
     /// A chain's checkpoints above `size`, smallest first, at most `limit`.

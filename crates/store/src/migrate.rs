@@ -95,6 +95,11 @@ pub(crate) const SQLITE: &[Migration] = &[
     Migration { version: 7, name: "profiles", sql: include_str!("../migrations/sqlite/0007_profiles.sql") },
     Migration { version: 8, name: "audit", sql: include_str!("../migrations/sqlite/0008_audit.sql") },
     Migration { version: 9, name: "audit_sinks", sql: include_str!("../migrations/sqlite/0009_audit_sinks.sql") },
+    Migration {
+        version: 10,
+        name: "support_sessions",
+        sql: include_str!("../migrations/sqlite/0010_support_sessions.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -112,6 +117,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration { version: 7, name: "profiles", sql: include_str!("../migrations/postgres/0007_profiles.sql") },
     Migration { version: 8, name: "audit", sql: include_str!("../migrations/postgres/0008_audit.sql") },
     Migration { version: 9, name: "audit_sinks", sql: include_str!("../migrations/postgres/0009_audit_sinks.sql") },
+    Migration {
+        version: 10,
+        name: "support_sessions",
+        sql: include_str!("../migrations/postgres/0010_support_sessions.sql"),
+    },
 ];
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ impl PgStore {
         sqlx::query(concat!(
             "SELECT ",
             entry_columns!(),
-            " FROM audit_entries WHERE chain = $1 AND seq > $2 AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR action = $4) AND ($5::text IS NULL OR target = $5) AND ($6::bigint IS NULL OR at_micros >= $6) AND ($7::bigint IS NULL OR at_micros < $7) ORDER BY seq LIMIT $8"
+            " FROM audit_entries WHERE chain = $1 AND seq > $2 AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR action = $4) AND ($5::text IS NULL OR target = $5) AND ($6::bigint IS NULL OR at_micros >= $6) AND ($7::bigint IS NULL OR at_micros < $7) AND ($9::text IS NULL OR on_behalf_of = $9) ORDER BY seq LIMIT $8"
         ))
         .bind(chain)
         .bind(after)
@@ -135,6 +135,7 @@ impl PgStore {
         .bind(q.from_micros)
         .bind(q.until_micros)
         .bind(i64::from(limit))
+        .bind(&q.on_behalf_of)
         .fetch_all(&self.pool)
         .await?
         .iter()

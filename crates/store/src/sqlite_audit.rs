@@ -122,7 +122,7 @@ impl SqliteStore {
         sqlx::query(concat!(
             "SELECT ",
             entry_columns!(),
-            " FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR target = ?5) AND (?6 IS NULL OR at_micros >= ?6) AND (?7 IS NULL OR at_micros < ?7) ORDER BY seq LIMIT ?8"
+            " FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR target = ?5) AND (?6 IS NULL OR at_micros >= ?6) AND (?7 IS NULL OR at_micros < ?7) AND (?9 IS NULL OR on_behalf_of = ?9) ORDER BY seq LIMIT ?8"
         ))
         .bind(chain)
         .bind(after)
@@ -132,6 +132,7 @@ impl SqliteStore {
         .bind(q.from_micros)
         .bind(q.until_micros)
         .bind(i64::from(limit))
+        .bind(&q.on_behalf_of)
         .fetch_all(&self.pool)
         .await?
         .iter()

@@ -264,9 +264,11 @@ backend_tests! {
         assert!(routes.len() >= 5, "{routes:?}");
         let mut callers: Vec<(String, UserClient)> = w.members_a.iter().map(|(r, c, _)| (format!("{r:?} of alpha"), c.clone())).collect();
         callers.push(("operator".into(), w.operator.clone()));
-        // The one organisation route operators may use: renaming, suspending
-        // or resuming it, which touches its metadata and never its data.
-        let platform_routes = [(Method::PATCH, "/v1/orgs/{org}")];
+        // The organisation routes operators may use: renaming, suspending or
+        // resuming it, which touches its metadata and never its data; and
+        // asking it for a support session, which grants nothing by itself
+        // (support::a_support_session_from_request_to_summary).
+        let platform_routes = [(Method::PATCH, "/v1/orgs/{org}"), (Method::POST, "/v1/orgs/{org}/support-sessions")];
         for (who, client) in &callers {
             for (method, route) in &routes {
                 if who == "operator" && platform_routes.iter().any(|(m, r)| m == method && r == route) {

@@ -18,6 +18,7 @@ mod profiles;
 mod reset;
 mod service_accounts;
 mod shutdown;
+mod support;
 mod tidy;
 mod tls;
 

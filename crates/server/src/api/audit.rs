@@ -87,6 +87,8 @@ pub(super) struct TrailQuery {
     action: Option<String>,
     /// Only this target, such as `profile:<uuid>`.
     target: Option<String>,
+    /// Only what was done for this, such as `support_session:<uuid>`.
+    on_behalf_of: Option<String>,
     /// From this time (RFC 3339), inclusive.
     #[param(format = DateTime)]
     from: Option<String>,
@@ -157,6 +159,7 @@ pub async fn org_trail(
         actor: q.actor,
         action: q.action,
         target: q.target,
+        on_behalf_of: q.on_behalf_of,
         from_micros: micros(q.from.as_deref(), "from")?,
         until_micros: micros(q.until.as_deref(), "until")?,
     };

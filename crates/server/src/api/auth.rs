@@ -73,11 +73,35 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
     };
     match authenticated {
         Ok(principal) => {
-            req.extensions_mut().insert(Caller(principal));
-            next.run(req).await
+            let org = req
+                .uri()
+                .path()
+                .strip_prefix("/v1/orgs/")
+                .and_then(|rest| rest.split('/').next())
+                .filter(|seg| !seg.is_empty())
+                .map(str::to_owned);
+            req.extensions_mut().insert(Caller(principal.clone()));
+            let mut res = next.run(req).await;
+            if let Some(org) = org {
+                support_notice(&state, &principal, &org, &mut res).await;
+            }
+            res
         }
         Err(engine::AuthError::Unauthenticated) => unauthenticated(),
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Tells a member of the organisation a request was about (and the
+/// operator in the session) that a support session is active, on every
+/// answer: `Strongroom-Support-Session: <id>; expires=<time>; scope=<scope>`.
+/// Others learn nothing.
+async fn support_notice(state: &AppState, principal: &engine::Principal, org: &str, res: &mut Response) {
+    let Ok(org) = super::orgs::resolve(state, org).await else { return };
+    if let Ok(Some(session)) = state.engine.support_notice(principal, org).await
+        && let Ok(value) = http::HeaderValue::from_str(&super::support::notice(&session))
+    {
+        res.headers_mut().insert("strongroom-support-session", value);
     }
 }
 

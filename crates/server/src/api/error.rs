@@ -2,7 +2,7 @@
 //! failure it was, never internals; the log gets the cause.
 
 use axum::response::{IntoResponse, Response};
-use engine::{AttachmentError, AuthError, Denied, EngineError, KeyError, MfaError, ProfileError};
+use engine::{AttachmentError, AuthError, Denied, EngineError, KeyError, MfaError, ProfileError, SupportError};
 use http::{HeaderValue, header};
 
 use crate::problem::{Kind, Problem};
@@ -116,6 +116,18 @@ impl IntoResponse for ApiError {
                 .into_response(),
             EngineError::Denied(Denied::Forbidden) => {
                 Problem::new(Kind::Forbidden).with_detail("your role does not allow this").into_response()
+            }
+            EngineError::Support(e @ (SupportError::Reason | SupportError::Duration { .. } | SupportError::TooManyProfiles)) => {
+                Problem::new(Kind::InvalidBody).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Support(e @ SupportError::NotFound) => {
+                Problem::new(Kind::NotFound).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Support(e @ (SupportError::AlreadyDecided(_) | SupportError::NotActive)) => {
+                Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
+            }
+            EngineError::Support(e @ SupportError::OutOfScope) => {
+                Problem::new(Kind::Forbidden).with_detail(e.to_string()).into_response()
             }
             EngineError::LastOwner => {
                 Problem::new(Kind::Conflict).with_detail("an organisation must keep at least one owner").into_response()

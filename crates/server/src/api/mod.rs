@@ -9,6 +9,7 @@ mod error;
 mod oauth;
 mod orgs;
 mod profiles;
+mod support;
 
 use axum::Router;
 use axum::middleware;
@@ -85,6 +86,11 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(profiles::mine))
         .routes(routes!(audit::org_trail))
         .routes(routes!(audit::profile_history))
+        .routes(routes!(support::list, support::request))
+        .routes(routes!(support::active))
+        .routes(routes!(support::approve))
+        .routes(routes!(support::deny))
+        .routes(routes!(support::revoke))
 }
 
 /// Every route, public and protected; the protected ones behind

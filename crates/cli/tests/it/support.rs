@@ -1,0 +1,274 @@
+//! Support sessions end to end, through the API: an operator reaches
+//! nothing of an organisation until its owners or admins approve a session
+//! they were told about by mail (aiosmtpd sink); while it runs, every
+//! member's answers carry a notice and every action is chained with the
+//! session's id; revoked, expired, denied, read-only, limited or foreign
+//! sessions are refused with clear problems; the end brings a summary.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use testkit::{Backend, TestApp, UserClient, backend_tests, spawn_app_with};
+
+const PW: &str = "correct horse battery staple";
+const ORG: &str = "/v1/orgs/acme-support";
+const HEADER: &str = "strongroom-support-session";
+
+struct Setup {
+    app: TestApp,
+    owner: UserClient,
+    owner_email: String,
+    admin_email: String,
+    editor: UserClient,
+    editor_email: String,
+    operator: UserClient,
+    operator_id: String,
+    profiles: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// An organisation with an owner, an admin and an editor, two profiles,
+/// and an operator signed in with 2FA; mail goes to the SMTP sink.
+async fn setup(backend: Backend) -> Setup {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let addr = std::env::var("STRONGROOM_TEST_SMTP_ADDR")
+        .unwrap_or_else(|_| panic!("STRONGROOM_TEST_SMTP_ADDR: run scripts/test"));
+    let (host, port) = addr.rsplit_once(':').unwrap_or_else(|| panic!("{addr}"));
+    let config = dir.path().join("mail.toml");
+    std::fs::write(
+        &config,
+        format!("[smtp]\nhost = \"{host}\"\nport = {port}\nsecurity = \"none\"\nfrom = \"vault@strongroom.test\"\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let app =
+        spawn_app_with(backend, |o| o.config_file = Some(config.clone())).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let email = |who: &str| format!("{who}-{tag}@example.com");
+    let org = app.create_org("acme-support").await;
+    let mut ids = Vec::new();
+    for (who, role) in
+        [("owner", domain::Role::Owner), ("admin", domain::Role::Admin), ("editor", domain::Role::Editor)]
+    {
+        let u = app.create_user(&email(who), PW, false).await;
+        app.add_member(org.id, u.id, role).await;
+        ids.push(u.id);
+    }
+    let op = app.create_user(&email("operator"), PW, true).await;
+    let (owner, _, _) = app.login_with_mfa(&email("owner"), PW).await;
+    let editor = app.login(&email("editor"), PW).await;
+    let (operator, _, _) = app.login_with_mfa(&email("operator"), PW).await;
+    let schema = json!({ "fields": [{ "name": "full_name", "type": "string", "required": true }] });
+    assert_eq!(owner.send(Method::PUT, &format!("{ORG}/schema"), Some(schema)).await.status(), 200);
+    let mut profiles = Vec::new();
+    for name in ["Ada Quintero-Blackwood", "Benedikt Oyelaran"] {
+        let res = editor
+            .send(Method::POST, &format!("{ORG}/profiles"), Some(json!({ "fields": { "full_name": name } })))
+            .await;
+        let v: Value = res.json().await.unwrap_or_default();
+        profiles.push(v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned());
+    }
+    Setup {
+        app,
+        owner,
+        owner_email: email("owner"),
+        admin_email: email("admin"),
+        editor,
+        editor_email: email("editor"),
+        operator,
+        operator_id: op.id.to_string(),
+        profiles,
+        _dir: dir,
+    }
+}
+
+/// Every message in the sink to `recipient`, waiting up to `wait` for one
+/// whose subject contains `subject`.
+async fn mail_to(recipient: &str, subject: &str, wait: Duration) -> Option<String> {
+    let dir = std::path::PathBuf::from(
+        std::env::var("STRONGROOM_TEST_MAILDIR")
+            .unwrap_or_else(|_| panic!("STRONGROOM_TEST_MAILDIR: run scripts/test")),
+    )
+    .join("new");
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default().replace("=\n", "");
+            let to_them = text.lines().any(|l| {
+                l.eq_ignore_ascii_case(&format!("To: {recipient}")) || l.contains(&format!("X-RcptTo: {recipient}"))
+            });
+            if to_them && text.lines().any(|l| l.starts_with("Subject:") && l.contains(subject)) {
+                return Some(text);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status(c: &UserClient, method: Method, path: &str, body: Option<Value>) -> u16 {
+    c.send(method, path, body).await.status().as_u16()
+}
+
+/// The operator asks; returns the session id.
+async fn ask(s: &Setup, scope: &str, profiles: &[&str], minutes: u64) -> String {
+    let body = json!({ "reason": "ticket 4711: the export button fails", "scope": scope, "profiles": profiles, "duration_minutes": minutes });
+    let res = s.operator.send(Method::POST, &format!("{ORG}/support-sessions"), Some(body)).await;
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap_or_default();
+    assert_eq!(v["status"], "requested", "{v}");
+    v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned()
+}
+
+async fn approve(s: &Setup, id: &str, minutes: Option<u64>) -> Value {
+    let body = minutes.map(|m| json!({ "duration_minutes": m }));
+    let res = s.owner.send(Method::POST, &format!("{ORG}/support-sessions/{id}/approve"), body).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap_or_default()
+}
+
+async fn problem(c: &UserClient, method: Method, path: &str, body: Option<Value>) -> (u16, String) {
+    let res = c.send(method, path, body).await;
+    let code = res.status().as_u16();
+    let v: Value = res.json().await.unwrap_or_default();
+    (code, format!("{} {}", v["type"].as_str().unwrap_or(""), v["detail"].as_str().unwrap_or("")))
+}
+
+backend_tests! {
+    // claim 000.4 001.12
+    async fn a_support_session_from_request_to_summary(backend) {
+        let s = setup(backend).await;
+        let profile = format!("{ORG}/profiles/{}", s.profiles[0]);
+        assert_eq!(status(&s.operator, Method::GET, &profile, None).await, 404, "no standing access");
+        assert_eq!(status(&s.operator, Method::GET, &format!("{ORG}/audit"), None).await, 404);
+
+        let id = ask(&s, "read-write", &[], 60).await;
+        for who in [&s.owner_email, &s.admin_email] {
+            let mail = mail_to(who, "Support access requested", Duration::from_secs(15)).await.unwrap_or_else(|| panic!("no request mail to {who}"));
+            assert!(mail.contains("ticket 4711") && mail.contains(&id), "{mail}");
+        }
+        assert!(mail_to(&s.editor_email, "Support access requested", Duration::from_millis(300)).await.is_none(), "editors are not asked");
+        assert_eq!(status(&s.operator, Method::GET, &profile, None).await, 404, "nothing before approval");
+        let list: Value = s.owner.get(&format!("{ORG}/support-sessions")).await.json().await.unwrap_or_default();
+        assert_eq!(list["sessions"][0]["id"], id.as_str());
+        assert_eq!(list["sessions"][0]["reason"], "ticket 4711: the export button fails");
+
+        let approved = approve(&s, &id, Some(30)).await;
+        assert_eq!((approved["status"].as_str(), approved["duration_minutes"].as_i64()), (Some("active"), Some(60)), "{approved}");
+        assert!(approved["expires_at"].is_string(), "{approved}");
+
+        // The operator works within the session.
+        let res = s.operator.get(&profile).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get(HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(&id)), "the operator sees it too");
+        let patch = s.operator.request(Method::PATCH, &profile).header("if-match", "\"1\"")
+            .json(&json!({ "fields": { "full_name": "Ada Q. Blackwood" } })).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(patch, 200, "read-write");
+        assert_eq!(status(&s.operator, Method::GET, &format!("{ORG}/profiles"), None).await, 200);
+        assert_eq!(status(&s.operator, Method::GET, &format!("{ORG}/audit"), None).await, 403, "a session reaches data, not the trail");
+
+        // Every member's answers carry the notice; nobody else's do.
+        let res = s.editor.get(&format!("{ORG}/profiles")).await;
+        let notice = res.headers().get(HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert!(notice.starts_with(&id) && notice.contains("expires=") && notice.contains("scope=read-write"), "{notice:?}");
+        let active: Value = s.editor.get(&format!("{ORG}/support-sessions/active")).await.json().await.unwrap_or_default();
+        assert_eq!(active["sessions"][0]["id"], id.as_str(), "{active}");
+        s.app.create_user("stranger@example.com", PW, false).await;
+        let stranger = s.app.login("stranger@example.com", PW).await;
+        let res = stranger.get(&format!("{ORG}/profiles")).await;
+        assert_eq!(res.status(), 404);
+        assert!(res.headers().get(HEADER).is_none(), "outsiders learn nothing");
+
+        // The trail tags every action with the session.
+        let trail: Value = s.owner.get(&format!("{ORG}/audit?on_behalf_of=support_session:{id}")).await.json().await.unwrap_or_default();
+        let tagged: Vec<(&str, &str)> = trail["entries"].as_array().into_iter().flatten()
+            .map(|e| (e["action"].as_str().unwrap_or(""), e["actor"].as_str().unwrap_or(""))).collect();
+        let actor = format!("user:{}", s.operator_id);
+        assert!(tagged.contains(&("profile.read", actor.as_str())) && tagged.contains(&("profile.update", actor.as_str())), "{trail}");
+        let all: Value = s.owner.get(&format!("{ORG}/audit?action=support.approve")).await.json().await.unwrap_or_default();
+        assert_eq!(all["entries"].as_array().map(Vec::len), Some(1), "{all}");
+
+        // Revoked: refused at once, no notice, and a summary goes out once.
+        assert_eq!(status(&s.owner, Method::POST, &format!("{ORG}/support-sessions/{id}/revoke"), None).await, 204);
+        assert_eq!(status(&s.operator, Method::GET, &profile, None).await, 404, "revocation takes effect at once");
+        assert!(s.editor.get(&format!("{ORG}/profiles")).await.headers().get(HEADER).is_none());
+        assert_eq!(s.app.engine().summarise_support_sessions().await.unwrap_or_else(|e| panic!("{e}")), 1);
+        assert_eq!(s.app.engine().summarise_support_sessions().await.unwrap_or_else(|e| panic!("{e}")), 0, "once");
+        let summary = mail_to(&s.owner_email, "Support session ended", Duration::from_secs(15)).await.unwrap_or_else(|| panic!("no summary"));
+        assert!(summary.contains("revoked") && summary.contains("profile.read") && summary.contains("profile.update"), "{summary}");
+        assert!(!summary.contains("Quintero") && !summary.contains("Blackwood"), "no values in the summary");
+        let reports = s.app.engine().verify_audit(None).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(reports.iter().all(|r| r.result.is_ok()), "{reports:?}");
+        s.app.shutdown().await.ok();
+    }
+
+    // claim 000.4
+    async fn denied_expired_revoked_limited_read_only_and_foreign_sessions_are_refused(backend) {
+        let s = setup(backend).await;
+        let (a, b) = (format!("{ORG}/profiles/{}", s.profiles[0]), format!("{ORG}/profiles/{}", s.profiles[1]));
+        let sessions = format!("{ORG}/support-sessions");
+
+        // Bad requests, and requests by the wrong people.
+        let (code, detail) = problem(&s.operator, Method::POST, &sessions, Some(json!({ "reason": "", "scope": "read", "duration_minutes": 10 }))).await;
+        assert_eq!((code, detail.contains("reason")), (422, true), "{detail}");
+        let (code, detail) = problem(&s.operator, Method::POST, &sessions, Some(json!({ "reason": "x", "scope": "read", "duration_minutes": 100000 }))).await;
+        assert_eq!((code, detail.contains("240 minutes")), (422, true), "{detail}");
+        assert_eq!(status(&s.editor, Method::POST, &sessions, Some(json!({ "reason": "x", "scope": "read", "duration_minutes": 10 }))).await, 403, "members are not operators");
+        s.app.create_user("operator-two@example.com", PW, true).await;
+        let no_mfa_operator = s.app.login("operator-two@example.com", PW).await;
+        let (code, detail) = problem(&no_mfa_operator, Method::POST, &sessions, Some(json!({ "reason": "x", "scope": "read", "duration_minutes": 10 }))).await;
+        assert_eq!((code, detail.contains("mfa")), (403, true), "{detail}");
+
+        // Approval needs 2FA; a denied session grants nothing and stays denied.
+        let id = ask(&s, "read", &[], 60).await;
+        let admin = s.app.login(&s.admin_email, PW).await;
+        let (code, detail) = problem(&admin, Method::POST, &format!("{sessions}/{id}/approve"), None).await;
+        assert_eq!((code, detail.contains("mfa")), (403, true), "approval without 2FA: {detail}");
+        assert_eq!(status(&s.editor, Method::POST, &format!("{sessions}/{id}/approve"), None).await, 403, "editors cannot approve");
+        assert_eq!(status(&s.owner, Method::POST, &format!("{sessions}/{id}/deny"), None).await, 200);
+        assert_eq!(status(&s.operator, Method::GET, &a, None).await, 404, "denied");
+        let (code, detail) = problem(&s.owner, Method::POST, &format!("{sessions}/{id}/approve"), None).await;
+        assert_eq!((code, detail.contains("denied")), (409, true), "{detail}");
+
+        // Read-only: reads pass, writes are refused.
+        let id = ask(&s, "read", &[], 60).await;
+        approve(&s, &id, None).await;
+        assert_eq!(status(&s.operator, Method::GET, &a, None).await, 200);
+        let write = s.operator.request(Method::PATCH, &a).header("if-match", "\"1\"")
+            .json(&json!({ "fields": { "full_name": "x" } })).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert_eq!(write, 403, "a read-only session cannot write");
+        assert_eq!(status(&s.operator, Method::DELETE, &a, None).await, 403);
+        // The operator ends it themselves; a second end is a conflict.
+        assert_eq!(status(&s.operator, Method::POST, &format!("{sessions}/{id}/revoke"), None).await, 204);
+        assert_eq!(status(&s.operator, Method::GET, &a, None).await, 404, "revoked");
+        let (code, _) = problem(&s.operator, Method::POST, &format!("{sessions}/{id}/revoke"), None).await;
+        assert_eq!(code, 409);
+
+        // Limited to one record: the other, lists and new records are out of scope.
+        let id = ask(&s, "read-write", &[s.profiles[0].as_str()], 60).await;
+        approve(&s, &id, None).await;
+        assert_eq!(status(&s.operator, Method::GET, &a, None).await, 200);
+        let (code, detail) = problem(&s.operator, Method::GET, &b, None).await;
+        assert_eq!((code, detail.contains("outside this support session's scope")), (403, true), "{detail}");
+        let (code, _) = problem(&s.operator, Method::GET, &format!("{ORG}/profiles"), None).await;
+        assert_eq!(code, 403, "no listing beyond the named records");
+
+        // Used against another organisation: nothing there.
+        let other = s.app.create_org("beta-other").await;
+        let boss = s.app.create_user("boss@example.com", PW, false).await;
+        s.app.add_member(other.id, boss.id, domain::Role::Owner).await;
+        assert_eq!(status(&s.operator, Method::GET, "/v1/orgs/beta-other/profiles", None).await, 404, "a session for A opens nothing in B");
+
+        // Expired (its end moved into the past): refused at once.
+        s.app.db.raw_sql(&format!("UPDATE support_sessions SET expires_at = 1 WHERE id = {}", s.app.db.uuid_literal(&id))).await;
+        assert_eq!(status(&s.operator, Method::GET, &a, None).await, 404, "expired");
+        let list: Value = s.owner.get(&sessions).await.json().await.unwrap_or_default();
+        assert_eq!(list["sessions"][0]["status"], "expired", "{list}");
+        assert_eq!(s.app.engine().summarise_support_sessions().await.unwrap_or_else(|e| panic!("{e}")), 2, "the revoked and the expired one; the denied one never ran");
+        let trail: Value = s.owner.get(&format!("{ORG}/audit?action=support.expire")).await.json().await.unwrap_or_default();
+        assert_eq!(trail["entries"].as_array().map(Vec::len), Some(1), "the expiry is chained: {trail}");
+        s.app.shutdown().await.ok();
+    }
+}

@@ -1,0 +1,324 @@
+//! Support sessions: an operator reaches an organisation's data only while
+//! its owners or admins have granted a session, with a reason, a scope
+//! (read, or read-write; optionally named records) and an end. Everyone in
+//! the organisation can see that one is active; every action under it is
+//! chained with the session's id; when it ends, the admins get a summary
+//! of what was touched. Nothing is cached: each request looks the session
+//! up, so revocation and expiry take effect at once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use domain::{Action, OrgId, ProfileId, Role};
+use store::{SupportSessionRow, SupportStatus};
+
+use crate::audit::{Pending, by, draft, now_micros, org_chain};
+use crate::identity::{Authorized, AuthorizedPlatform, Denied, Grant, Principal};
+use crate::{Engine, EngineError};
+
+/// The longest session an operator may ask for unless configured.
+pub const DEFAULT_MAX_SUPPORT: Duration = Duration::from_secs(4 * 3600);
+
+/// What an operator asks for.
+#[derive(Clone, Debug)]
+pub struct SupportRequest {
+    /// Why, in the operator's words (shown to the organisation; 1 to 500
+    /// characters, one line).
+    pub reason: String,
+    pub write: bool,
+    /// The records it is limited to; empty: all.
+    pub profiles: Vec<ProfileId>,
+    pub duration: Duration,
+}
+
+/// Why a support-session call was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SupportError {
+    #[error("reason must be 1 to 500 characters on one line")]
+    Reason,
+    #[error("duration must be 1 minute to {max_minutes} minutes")]
+    Duration { max_minutes: u64 },
+    #[error("at most 100 profiles can be named")]
+    TooManyProfiles,
+    #[error("no such support session")]
+    NotFound,
+    #[error("this support session is {0}, not awaiting a decision")]
+    AlreadyDecided(&'static str),
+    #[error("this support session has already ended")]
+    NotActive,
+    #[error("outside this support session's scope")]
+    OutOfScope,
+}
+
+/// Refuses a record outside the records a support session names.
+pub(crate) fn check_scope(auth: &Authorized, id: ProfileId) -> Result<(), EngineError> {
+    match auth.profile_limit() {
+        Some(limit) if !limit.contains(&id) => Err(SupportError::OutOfScope.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses what reaches beyond named records (lists, searches, new
+/// records) to a support session limited to some.
+pub(crate) fn check_unlimited(auth: &Authorized) -> Result<(), EngineError> {
+    if auth.profile_limit().is_some() { Err(SupportError::OutOfScope.into()) } else { Ok(()) }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn target(id: uuid::Uuid) -> String {
+    format!("support_session:{id}")
+}
+
+impl Engine {
+    /// The longest session that may be requested.
+    pub fn max_support_duration(&self) -> Duration {
+        self.max_support
+    }
+
+    /// An operator asks for access to an organisation; its owners and
+    /// admins are told by mail.
+    pub async fn request_support(
+        &self,
+        auth: &AuthorizedPlatform,
+        org: OrgId,
+        req: &SupportRequest,
+    ) -> Result<SupportSessionRow, EngineError> {
+        let reason = req.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+            return Err(SupportError::Reason.into());
+        }
+        let max = self.max_support;
+        if req.duration < Duration::from_secs(60) || req.duration > max {
+            return Err(SupportError::Duration { max_minutes: max.as_secs() / 60 }.into());
+        }
+        if req.profiles.len() > 100 {
+            return Err(SupportError::TooManyProfiles.into());
+        }
+        let organisation = self.store.get_org(org).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))?;
+        let row = SupportSessionRow {
+            org_id: org,
+            id: uuid::Uuid::now_v7(),
+            operator: auth.principal().user,
+            reason: reason.to_owned(),
+            write: req.write,
+            profiles: req.profiles.clone(),
+            duration_secs: i64::try_from(req.duration.as_secs()).unwrap_or(i64::MAX),
+            status: SupportStatus::Requested,
+            requested_at: now_micros(),
+            decided_by: None,
+            decided_at: None,
+            expires_at: None,
+            ended_at: None,
+            ended_by: None,
+            summary_sent: false,
+        };
+        let fields = vec![
+            format!("scope:{}", if row.write { "read-write" } else { "read" }),
+            format!("minutes:{}", row.duration_secs / 60),
+            format!("profiles:{}", row.profiles.len()),
+        ];
+        let entry = by(auth.principal(), "support.request", target(row.id), fields);
+        let pending = Pending::new(org_chain(org), vec![entry]);
+        self.store.insert_support_session(&row, &pending.append()).await?;
+        let operator = self.store.user_by_id(row.operator).await?;
+        let who = operator.map_or_else(|| "an operator".to_owned(), |u| u.email.to_string());
+        let body = format!(
+            "{who} asks for {} access to {}'s data for {} minutes{}.\n\nReason: {reason}\n\n\
+             Approve or deny it: POST /v1/orgs/{}/support-sessions/{}/approve (or /deny).\n\
+             Nothing is accessible until an owner or admin approves.\n",
+            if row.write { "read-write" } else { "read-only" },
+            organisation.name.as_str(),
+            row.duration_secs / 60,
+            if row.profiles.is_empty() { String::new() } else { format!(" to {} named records", row.profiles.len()) },
+            organisation.slug,
+            row.id,
+        );
+        self.mail_admins(org, "Support access requested", &body).await?;
+        Ok(row)
+    }
+
+    /// An organisation's support sessions, newest first (owners, admins).
+    pub async fn support_sessions(&self, auth: &Authorized) -> Result<Vec<SupportSessionRow>, EngineError> {
+        self.require(auth, Action::ManageSupport)?;
+        Ok(self.store.support_sessions(auth.org(), 200).await?)
+    }
+
+    /// The sessions active now in an organisation (any member may know).
+    pub async fn active_support(&self, org: OrgId) -> Result<Vec<SupportSessionRow>, EngineError> {
+        Ok(self.store.active_support_sessions(org, now_micros()).await?)
+    }
+
+    /// The active session to tell this caller about, if they belong to the
+    /// organisation (a member, one of its service accounts, or the
+    /// operator in the session).
+    pub async fn support_notice(
+        &self,
+        principal: &Principal,
+        org: OrgId,
+    ) -> Result<Option<SupportSessionRow>, EngineError> {
+        let active = self.active_support(org).await?;
+        let Some(first) = active.first() else { return Ok(None) };
+        let belongs = match &principal.service_account {
+            Some(sa) => sa.org == org,
+            None => {
+                active.iter().any(|s| principal.is_operator && s.operator == principal.user)
+                    || self.store.membership_role(org, principal.user).await?.is_some()
+            }
+        };
+        Ok(belongs.then(|| first.clone()))
+    }
+
+    /// An owner or admin (who has passed 2FA, as `authorize` requires of
+    /// them) approves a request, possibly for less time than asked, or
+    /// denies it.
+    pub async fn decide_support(
+        &self,
+        auth: &Authorized,
+        id: uuid::Uuid,
+        approve: bool,
+        shorter: Option<Duration>,
+    ) -> Result<SupportSessionRow, EngineError> {
+        self.require(auth, Action::ManageSupport)?;
+        let org = auth.org();
+        let row = self.store.support_session(org, id).await?.ok_or(SupportError::NotFound)?;
+        if row.status != SupportStatus::Requested {
+            return Err(SupportError::AlreadyDecided(row.status.as_str()).into());
+        }
+        let asked = Duration::from_secs(u64::try_from(row.duration_secs).unwrap_or(0));
+        let granted = shorter.map_or(asked, |d| d.min(asked));
+        if granted < Duration::from_secs(60) {
+            return Err(SupportError::Duration { max_minutes: asked.as_secs() / 60 }.into());
+        }
+        let now = now_micros();
+        let expires = approve.then(|| now.saturating_add(micros(granted)));
+        let (action, fields) = if approve {
+            ("support.approve", vec![format!("minutes:{}", granted.as_secs() / 60)])
+        } else {
+            ("support.deny", Vec::new())
+        };
+        let pending = Pending::new(org_chain(org), vec![by(auth.principal(), action, target(id), fields)]);
+        if !self.store.decide_support_session(org, id, expires, auth.principal().user, now, &pending.append()).await? {
+            return Err(SupportError::AlreadyDecided("decided").into());
+        }
+        Ok(self.store.support_session(org, id).await?.ok_or(SupportError::NotFound)?)
+    }
+
+    /// Ends a session at once, requested or active: by the operator who
+    /// asked for it, or by the organisation's owners and admins.
+    pub async fn revoke_support(&self, principal: &Principal, org: OrgId, id: uuid::Uuid) -> Result<(), EngineError> {
+        let row = self.store.support_session(org, id).await?;
+        let is_operator_of = row.as_ref().is_some_and(|r| principal.is_operator && r.operator == principal.user);
+        if is_operator_of {
+            if !principal.mfa_passed {
+                return Err(EngineError::Denied(Denied::MfaRequired));
+            }
+        } else {
+            // Owners and admins; anyone else learns nothing.
+            let auth = self.authorize(principal, org, Action::ManageSupport).await?;
+            self.require(&auth, Action::ManageSupport)?;
+        }
+        let row = row.ok_or(SupportError::NotFound)?;
+        let mut entry = by(principal, "support.revoke", target(id), Vec::new());
+        entry.on_behalf_of = None;
+        let pending = Pending::new(org_chain(org), vec![entry]);
+        let by_whom = crate::profiles::actor_of(principal);
+        if !self.store.revoke_support_session(org, row.id, &by_whom, now_micros(), &pending.append()).await? {
+            return Err(SupportError::NotActive.into());
+        }
+        Ok(())
+    }
+
+    /// The authorisation of an operator who is not a member: only through
+    /// an approved, unexpired session of theirs for this organisation,
+    /// after 2FA, within its scope. Looked up on every call.
+    pub(crate) async fn authorize_support(
+        &self,
+        principal: &Principal,
+        org: OrgId,
+        action: Action,
+    ) -> Result<Authorized, Denied> {
+        let active = self.store.active_support_sessions(org, now_micros()).await.map_err(|_| Denied::Store)?;
+        let Some(session) = active.into_iter().find(|s| s.operator == principal.user) else {
+            return Err(Denied::NotFound);
+        };
+        if !principal.mfa_passed {
+            return Err(Denied::MfaRequired);
+        }
+        let (status, _) = self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
+        if status == domain::OrgStatus::Suspended {
+            return Err(Denied::Suspended);
+        }
+        let grant = Grant::Support { session: session.id, write: session.write, profiles: session.profiles };
+        if !grant.permits(action) {
+            return Err(Denied::Forbidden);
+        }
+        let mut principal = principal.clone();
+        principal.support_session = Some(session.id);
+        Ok(Authorized::new(principal, org, grant, action))
+    }
+
+    /// Sends each ended session's summary (what was done under it, by
+    /// action, and how many records) to the organisation's owners and
+    /// admins, once, and chains the end of a session that expired. Returns
+    /// how many summaries were sent. `serve` runs it every minute.
+    pub async fn summarise_support_sessions(&self) -> Result<usize, EngineError> {
+        let mut sent = 0;
+        for row in self.store.support_sessions_ended(now_micros(), 100).await? {
+            if !self.store.mark_support_summary_sent(row.org_id, row.id).await? {
+                continue;
+            }
+            let chain = org_chain(row.org_id);
+            if row.status == SupportStatus::Approved {
+                let entry = draft("system".into(), "support.expire", target(row.id), Vec::new());
+                self.record(&Pending::new(chain.clone(), vec![entry])).await?;
+            }
+            let query = store::AuditQuery {
+                on_behalf_of: Some(target(row.id)),
+                from_micros: row.decided_at,
+                ..store::AuditQuery::default()
+            };
+            let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
+            let mut targets = std::collections::BTreeSet::new();
+            let mut after = 0;
+            loop {
+                let page = self.store.audit_search(&chain, &query, after, 1000).await?;
+                let Some(last) = page.last().map(|r| r.seq) else { break };
+                after = last;
+                for r in page {
+                    *by_action.entry(r.action).or_default() += 1;
+                    targets.insert(r.target);
+                }
+            }
+            let lines: Vec<String> = by_action.iter().map(|(a, n)| format!("  {a}: {n}")).collect();
+            let body = format!(
+                "The support session {} has ended ({}).\n\nReason given: {}\n\n\
+                 Under it, {} actions touched {} records or objects:\n{}\n\n\
+                 Every one is in the audit trail: GET /v1/orgs/<org>/audit?on_behalf_of=support_session:{}\n",
+                row.id,
+                if row.status == SupportStatus::Revoked { "revoked" } else { "expired" },
+                row.reason,
+                by_action.values().sum::<usize>(),
+                targets.len(),
+                if lines.is_empty() { "  (nothing)".to_owned() } else { lines.join("\n") },
+                row.id,
+            );
+            self.mail_admins(row.org_id, "Support session ended: what was accessed", &body).await?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Mails every owner and admin of an organisation (in the background).
+    async fn mail_admins(&self, org: OrgId, subject: &'static str, body: &str) -> Result<(), EngineError> {
+        for m in self.store.members(org).await? {
+            if matches!(m.role, Role::Owner | Role::Admin) {
+                self.mailer.send_later(m.email.to_string(), subject, body.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
