@@ -64,7 +64,11 @@ pub(crate) fn by(principal: &Principal, action: &str, target: String, fields: Ve
     let mut d = draft(actor_of(principal), action, target, fields);
     // An operator acting under a support session acts for the organisation
     // that granted it: every entry names the session.
-    d.on_behalf_of = principal.support_session.map(|id| format!("support_session:{id}"));
+    d.on_behalf_of = match (principal.support_session, principal.acting_operator) {
+        (Some(id), _) => Some(format!("support_session:{id}")),
+        (None, Some(_)) => Some(format!("user:{}", principal.user)),
+        (None, None) => None,
+    };
     d
 }
 

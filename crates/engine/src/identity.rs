@@ -132,6 +132,8 @@ pub struct Principal {
     /// The support session an operator is acting under, once authorised
     /// through one (set by `authorize`, never by authentication).
     pub support_session: Option<uuid::Uuid>,
+    /// The operator acting as this user, under the user's own grant.
+    pub acting_operator: Option<UserId>,
 }
 
 /// What a service account's access token grants.
@@ -311,6 +313,12 @@ impl Identity {
     }
 }
 
+/// Refuses account-security changes to an operator acting as a user: the
+/// grant covers using the account, not taking it over.
+pub(crate) fn refuse_acting(principal: &Principal) -> Result<(), EngineError> {
+    if principal.acting_operator.is_some() { Err(EngineError::Denied(Denied::Forbidden)) } else { Ok(()) }
+}
+
 fn to_time(d: Duration) -> time::Duration {
     time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
 }
@@ -401,6 +409,8 @@ impl Engine {
             last_seen_at: now,
             expires_at: now + to_time(self.identity.settings.sessions.absolute),
             revoked_at: None,
+            acting_operator: None,
+            account_grant: None,
         };
         self.store.create_session(&session, &token.digest()).await?;
         let entry =
@@ -432,6 +442,18 @@ impl Engine {
         if user.status != UserStatus::Active {
             return Err(AuthError::Unauthenticated);
         }
+        // A session acting under a user's grant works only while the grant
+        // does (looked up every time: ending it takes effect at once).
+        if let Some(grant) = session.account_grant {
+            let active = self
+                .store
+                .account_grant(grant)
+                .await?
+                .is_some_and(|g| g.user == user.id && g.is_active(crate::audit::now_micros()));
+            if !active || session.acting_operator.is_none() {
+                return Err(AuthError::Unauthenticated);
+            }
+        }
         if now - session.last_seen_at > time::Duration::seconds(30) {
             self.store.touch_session(session.id, now).await?;
         }
@@ -442,6 +464,7 @@ impl Engine {
             mfa_passed: session.mfa_passed,
             service_account: None,
             support_session: None,
+            acting_operator: session.acting_operator,
         })
     }
 
@@ -562,6 +585,7 @@ impl Engine {
             mfa_passed: true,
             service_account: None,
             support_session: None,
+            acting_operator: None,
         };
         AuthorizedPlatform { principal, action }
     }
@@ -638,6 +662,7 @@ impl Engine {
     /// Changes the caller's password after checking the current one;
     /// every other session of theirs is revoked.
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> Result<(), EngineError> {
+        refuse_acting(principal)?;
         let user = self.store.user_by_id(principal.user).await?.ok_or(AuthError::Unauthenticated)?;
         if !self.check_password(current, user.password_hash.as_deref()).await?.ok {
             return Err(AuthError::InvalidCredentials.into());
@@ -709,6 +734,7 @@ impl Engine {
     /// Starts TOTP enrolment: a fresh seed, encrypted under the platform
     /// key, replacing any unconfirmed one. Refused once confirmed.
     pub async fn enrol_totp(&self, principal: &Principal) -> Result<TotpEnrolment, EngineError> {
+        refuse_acting(principal)?;
         let user = self.store.user_by_id(principal.user).await?.ok_or(AuthError::Unauthenticated)?;
         if self.store.totp(user.id).await?.is_some_and(|t| t.confirmed) {
             return Err(MfaError::AlreadyEnrolled.into());
@@ -742,6 +768,7 @@ impl Engine {
     /// Confirms enrolment with a first code; returns the recovery codes
     /// (shown once, stored hashed) and marks this session as 2FA-passed.
     pub async fn confirm_totp(&self, principal: &Principal, code: &str) -> Result<Vec<String>, EngineError> {
+        refuse_acting(principal)?;
         let record = self.store.totp(principal.user).await?.ok_or(MfaError::NotEnrolled)?;
         if record.confirmed {
             return Err(MfaError::AlreadyEnrolled.into());

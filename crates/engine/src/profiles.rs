@@ -59,7 +59,9 @@ pub fn actor_of(p: &Principal) -> String {
         Some(sa) => format!("service_account:{}", sa.id),
         // The command line acts with the store and keys, not as an account.
         None if p.is_operator && p.user.as_uuid().is_nil() => "cli".to_owned(),
-        None => format!("user:{}", p.user),
+        // An operator acting as a user is the actor; the user is whom they
+        // act for (`on_behalf_of`).
+        None => format!("user:{}", p.acting_operator.unwrap_or(p.user)),
     }
 }
 

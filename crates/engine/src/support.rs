@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use domain::{Action, OrgId, ProfileId, Role};
-use store::{SupportSessionRow, SupportStatus};
+use crypto::OpaqueToken;
+use domain::{Action, OrgId, ProfileId, Role, SessionId};
+use store::{AccountGrantRow, SessionRecord, SupportSessionRow, SupportStatus, UserRecord};
 
 use crate::audit::{Pending, by, draft, now_micros, org_chain};
 use crate::identity::{Authorized, AuthorizedPlatform, Denied, Grant, Principal};
@@ -49,6 +50,8 @@ pub enum SupportError {
     NotActive,
     #[error("outside this support session's scope")]
     OutOfScope,
+    #[error("no such grant, or it has ended")]
+    GrantNotActive,
 }
 
 /// Refuses a record outside the records a support session names.
@@ -310,6 +313,158 @@ impl Engine {
             sent += 1;
         }
         Ok(sent)
+    }
+
+    /// A user grants support access to their own account for `duration`
+    /// (at most the support maximum); they are told by mail.
+    pub async fn grant_account_access(
+        &self,
+        principal: &Principal,
+        duration: Duration,
+    ) -> Result<AccountGrantRow, EngineError> {
+        if principal.service_account.is_some() {
+            return Err(EngineError::Denied(Denied::Forbidden));
+        }
+        crate::identity::refuse_acting(principal)?;
+        let max = self.max_support;
+        if duration < Duration::from_secs(60) || duration > max {
+            return Err(SupportError::Duration { max_minutes: max.as_secs() / 60 }.into());
+        }
+        let now = now_micros();
+        let grant = AccountGrantRow {
+            id: uuid::Uuid::now_v7(),
+            user: principal.user,
+            created_at: now,
+            expires_at: now.saturating_add(micros(duration)),
+            ended_at: None,
+            ended_by: None,
+            end_notice_sent: false,
+        };
+        let fields = vec![format!("minutes:{}", duration.as_secs() / 60)];
+        let entry = by(principal, "support.grant", format!("account_grant:{}", grant.id), fields);
+        let pending = Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry]);
+        self.store.insert_account_grant(&grant, &pending.append()).await?;
+        self.mail_user(
+            principal.user,
+            "You granted support access to your account",
+            &format!(
+                "You granted Strongroom support access to your account for {} minutes (grant {}).
+                 You will be told when someone starts acting on it. End it at any time:
+                 POST /v1/me/support-grants/{}/end
+",
+                duration.as_secs() / 60,
+                grant.id,
+                grant.id
+            ),
+        )
+        .await?;
+        Ok(grant)
+    }
+
+    /// A user's grants, newest first.
+    pub async fn account_grants(&self, principal: &Principal) -> Result<Vec<AccountGrantRow>, EngineError> {
+        if principal.service_account.is_some() {
+            return Err(EngineError::Denied(Denied::Forbidden));
+        }
+        Ok(self.store.account_grants_of(principal.user).await?)
+    }
+
+    /// The user ends their grant: every session acting under it ends at
+    /// once.
+    pub async fn end_account_grant(&self, principal: &Principal, id: uuid::Uuid) -> Result<(), EngineError> {
+        if principal.service_account.is_some() {
+            return Err(EngineError::Denied(Denied::Forbidden));
+        }
+        let entry = by(principal, "support.grant_end", format!("account_grant:{id}"), Vec::new());
+        let pending = Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry]);
+        let who = crate::profiles::actor_of(principal);
+        if !self.store.end_account_grant(principal.user, id, &who, now_micros(), &pending.append()).await? {
+            return Err(SupportError::GrantNotActive.into());
+        }
+        Ok(())
+    }
+
+    /// An operator (after 2FA) starts acting as the user who granted
+    /// access: a session of that user's, marked with the operator and the
+    /// grant, ending with the grant. The user is told by mail.
+    pub async fn act_as(
+        &self,
+        auth: &AuthorizedPlatform,
+        grant_id: uuid::Uuid,
+    ) -> Result<(OpaqueToken, SessionRecord, UserRecord), EngineError> {
+        let operator = auth.principal();
+        let grant = self.store.account_grant(grant_id).await?.filter(|g| g.is_active(now_micros()));
+        let grant = grant.ok_or(SupportError::GrantNotActive)?;
+        let user = self.store.user_by_id(grant.user).await?.ok_or(SupportError::GrantNotActive)?;
+        let token = OpaqueToken::generate().map_err(crate::AuthError::from)?;
+        let now = store::now();
+        let until = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(grant.expires_at) * 1_000)
+            .map_err(|_| SupportError::GrantNotActive)?;
+        let session = SessionRecord {
+            id: SessionId::new(),
+            user_id: user.id,
+            // The operator passed 2FA to get here.
+            mfa_passed: true,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: until,
+            revoked_at: None,
+            acting_operator: Some(operator.user),
+            account_grant: Some(grant.id),
+        };
+        self.store.create_session(&session, &token.digest()).await?;
+        let mut entry = by(operator, "support.act_as", format!("account_grant:{}", grant.id), Vec::new());
+        entry.on_behalf_of = Some(format!("user:{}", user.id));
+        self.record(&Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry])).await?;
+        let who = self
+            .store
+            .user_by_id(operator.user)
+            .await?
+            .map_or_else(|| "An operator".to_owned(), |u| u.email.to_string());
+        self.mail_user(
+            user.id,
+            "Support is now acting on your account",
+            &format!(
+                "{who} has started acting on your Strongroom account under your grant {}.
+                 Everything done is recorded with both identities. End it at any time:
+                 POST /v1/me/support-grants/{}/end
+",
+                grant.id, grant.id
+            ),
+        )
+        .await?;
+        Ok((token, session, user))
+    }
+
+    /// Tells each user whose grant ended (by them, or by expiry) that it
+    /// has; once. Returns how many were told.
+    pub async fn notify_ended_grants(&self) -> Result<usize, EngineError> {
+        let mut told = 0;
+        for g in self.store.account_grants_ended(now_micros(), 100).await? {
+            if !self.store.mark_account_grant_notice_sent(g.id).await? {
+                continue;
+            }
+            let how = if g.ended_at.is_some() { "was ended" } else { "expired" };
+            self.mail_user(
+                g.user,
+                "Support access to your account has ended",
+                &format!(
+                    "Your grant {} of support access to your account {how}; nobody can act on it now.
+",
+                    g.id
+                ),
+            )
+            .await?;
+            told += 1;
+        }
+        Ok(told)
+    }
+
+    async fn mail_user(&self, user: domain::UserId, subject: &'static str, body: &str) -> Result<(), EngineError> {
+        if let Some(u) = self.store.user_by_id(user).await? {
+            self.mailer.send_later(u.email.to_string(), subject, body.to_owned());
+        }
+        Ok(())
     }
 
     /// Mails every owner and admin of an organisation (in the background).

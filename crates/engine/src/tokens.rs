@@ -370,6 +370,7 @@ impl Engine {
             mfa_passed: true,
             service_account: Some(ServiceAccountGrant { id: sa.id, org, scopes, jti }),
             support_session: None,
+            acting_operator: None,
         })
     }
 

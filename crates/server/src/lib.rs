@@ -256,6 +256,9 @@ async fn background_jobs(engine: Engine, sinks: Vec<engine::Sink>, holder: Strin
                 if let Err(e) = engine.summarise_support_sessions().await {
                     tracing::warn!(error = %e, "support-session summaries failed; retrying next minute");
                 }
+                if let Err(e) = engine.notify_ended_grants().await {
+                    tracing::warn!(error = %e, "ended-grant notices failed; retrying next minute");
+                }
             }
         }
     };

@@ -97,6 +97,9 @@ pub struct SessionRecord {
     pub last_seen_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The operator acting as the user, under `account_grant`.
+    pub acting_operator: Option<UserId>,
+    pub account_grant: Option<uuid::Uuid>,
 }
 
 /// A user's TOTP enrolment as stored.

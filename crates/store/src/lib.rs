@@ -35,7 +35,7 @@ pub use identity::{
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
 pub use sqlite::connect_options as sqlite_connect_options;
-pub use support::{SupportSessionRow, SupportStatus};
+pub use support::{AccountGrantRow, SupportSessionRow, SupportStatus};
 
 /// Where the store lives.
 #[derive(Clone)]
@@ -641,6 +641,43 @@ impl Store {
     /// instance sent it).
     pub async fn mark_support_summary_sent(&self, org: OrgId, id: uuid::Uuid) -> Result<bool> {
         dispatch!(self.mark_support_summary_sent(org, id))
+    }
+
+    /// Records a user's grant of support access to their account.
+    pub async fn insert_account_grant(&self, grant: &AccountGrantRow, audit: &AuditAppend<'_>) -> Result<()> {
+        dispatch!(self.insert_account_grant(grant, audit))
+    }
+
+    pub async fn account_grant(&self, id: uuid::Uuid) -> Result<Option<AccountGrantRow>> {
+        dispatch!(self.account_grant(id))
+    }
+
+    /// A user's grants, newest first.
+    pub async fn account_grants_of(&self, user: UserId) -> Result<Vec<AccountGrantRow>> {
+        dispatch!(self.account_grants_of(user))
+    }
+
+    /// Ends a user's active grant and every session acting under it, in
+    /// one transaction with its audit entry; false if it was not active.
+    pub async fn end_account_grant(
+        &self,
+        user: UserId,
+        id: uuid::Uuid,
+        by: &str,
+        now: i64,
+        audit: &AuditAppend<'_>,
+    ) -> Result<bool> {
+        dispatch!(self.end_account_grant(user, id, by, now, audit))
+    }
+
+    /// Grants that ended or expired whose end the user was not told of yet.
+    pub async fn account_grants_ended(&self, now: i64, limit: u32) -> Result<Vec<AccountGrantRow>> {
+        dispatch!(self.account_grants_ended(now, limit))
+    }
+
+    /// Marks a grant's end notice as sent; false if it already was.
+    pub async fn mark_account_grant_notice_sent(&self, id: uuid::Uuid) -> Result<bool> {
+        dispatch!(self.mark_account_grant_notice_sent(id))
     }
 
     /// A chain's checkpoints above `size`, smallest first, at most `limit`.

@@ -100,6 +100,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "support_sessions",
         sql: include_str!("../migrations/sqlite/0010_support_sessions.sql"),
     },
+    Migration {
+        version: 11,
+        name: "account_grants",
+        sql: include_str!("../migrations/sqlite/0011_account_grants.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -121,6 +126,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 10,
         name: "support_sessions",
         sql: include_str!("../migrations/postgres/0010_support_sessions.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "account_grants",
+        sql: include_str!("../migrations/postgres/0011_account_grants.sql"),
     },
 ];
 

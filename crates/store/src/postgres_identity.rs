@@ -229,8 +229,9 @@ impl PgStore {
 
     pub(crate) async fn create_session(&self, s: &SessionRecord, secret_hash: &[u8; 32]) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sessions (secret_hash, id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO sessions (secret_hash, id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at,
+                 acting_operator, account_grant)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&secret_hash[..])
         .bind(s.id.as_uuid())
@@ -240,6 +241,8 @@ impl PgStore {
         .bind(s.last_seen_at)
         .bind(s.expires_at)
         .bind(s.revoked_at)
+        .bind(s.acting_operator.map(|u| u.as_uuid()))
+        .bind(s.account_grant)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -247,7 +250,7 @@ impl PgStore {
 
     pub(crate) async fn session_by_secret(&self, secret_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
         sqlx::query(
-            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at FROM sessions WHERE secret_hash = $1",
+            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at, acting_operator, account_grant FROM sessions WHERE secret_hash = $1",
         )
         .bind(&secret_hash[..])
         .fetch_optional(&self.pool)
@@ -287,7 +290,7 @@ impl PgStore {
 
     pub(crate) async fn live_sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>> {
         sqlx::query(
-            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at FROM sessions
+            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at, acting_operator, account_grant FROM sessions
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at",
         )
         .bind(user.as_uuid())
@@ -762,6 +765,8 @@ fn session_from_row(r: &PgRow) -> Result<SessionRecord> {
         last_seen_at: r.try_get("last_seen_at")?,
         expires_at: r.try_get("expires_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        acting_operator: r.try_get::<Option<uuid::Uuid>, _>("acting_operator")?.map(UserId::from_uuid),
+        account_grant: r.try_get("account_grant")?,
     })
 }
 

@@ -225,8 +225,9 @@ impl SqliteStore {
 
     pub(crate) async fn create_session(&self, s: &SessionRecord, secret_hash: &[u8; 32]) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sessions (secret_hash, id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (secret_hash, id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at,
+                 acting_operator, account_grant)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&secret_hash[..])
         .bind(s.id.as_uuid())
@@ -236,6 +237,8 @@ impl SqliteStore {
         .bind(s.last_seen_at)
         .bind(s.expires_at)
         .bind(s.revoked_at)
+        .bind(s.acting_operator.map(|u| u.as_uuid()))
+        .bind(s.account_grant)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -243,7 +246,7 @@ impl SqliteStore {
 
     pub(crate) async fn session_by_secret(&self, secret_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
         sqlx::query(
-            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at FROM sessions WHERE secret_hash = ?",
+            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at, acting_operator, account_grant FROM sessions WHERE secret_hash = ?",
         )
         .bind(&secret_hash[..])
         .fetch_optional(&self.pool)
@@ -283,7 +286,7 @@ impl SqliteStore {
 
     pub(crate) async fn live_sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>> {
         sqlx::query(
-            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at FROM sessions
+            "SELECT id, user_id, mfa_passed, created_at, last_seen_at, expires_at, revoked_at, acting_operator, account_grant FROM sessions
              WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at",
         )
         .bind(user.as_uuid())
@@ -755,6 +758,8 @@ fn session_from_row(r: &SqliteRow) -> Result<SessionRecord> {
         last_seen_at: r.try_get("last_seen_at")?,
         expires_at: r.try_get("expires_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        acting_operator: r.try_get::<Option<uuid::Uuid>, _>("acting_operator")?.map(UserId::from_uuid),
+        account_grant: r.try_get("account_grant")?,
     })
 }
 

@@ -9,13 +9,31 @@ use sqlx::sqlite::SqliteRow;
 use crate::Result;
 use crate::audit::AuditAppend;
 use crate::sqlite::SqliteStore;
-use crate::support::{SupportSessionRow, SupportStatus, parse_profiles, parse_status, profiles_text};
+use crate::support::{AccountGrantRow, SupportSessionRow, SupportStatus, parse_profiles, parse_status, profiles_text};
 
 macro_rules! columns {
     () => {
         "org_id, id, operator_id, reason, write, profiles, duration_secs, status, requested_at, \
          decided_by, decided_at, expires_at, ended_at, ended_by, summary_sent"
     };
+}
+
+macro_rules! grant_columns {
+    () => {
+        "id, user_id, created_at, expires_at, ended_at, ended_by, end_notice_sent"
+    };
+}
+
+fn grant_from_row(r: &SqliteRow) -> Result<AccountGrantRow> {
+    Ok(AccountGrantRow {
+        id: r.try_get("id")?,
+        user: UserId::from_uuid(r.try_get("user_id")?),
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        ended_at: r.try_get("ended_at")?,
+        ended_by: r.try_get("ended_by")?,
+        end_notice_sent: r.try_get("end_notice_sent")?,
+    })
 }
 
 fn from_row(r: &SqliteRow) -> Result<SupportSessionRow> {
@@ -194,6 +212,106 @@ impl SqliteStore {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn insert_account_grant(&self, g: &AccountGrantRow, audit: &AuditAppend<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO account_grants (id, user_id, created_at, expires_at, ended_at, ended_by, end_notice_sent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(g.id)
+        .bind(g.user.as_uuid())
+        .bind(g.created_at)
+        .bind(g.expires_at)
+        .bind(g.ended_at)
+        .bind(&g.ended_by)
+        .bind(g.end_notice_sent)
+        .execute(&mut *tx)
+        .await?;
+        crate::sqlite_audit::append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn account_grant(&self, id: uuid::Uuid) -> Result<Option<AccountGrantRow>> {
+        sqlx::query(concat!("SELECT ", grant_columns!(), " FROM account_grants WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| grant_from_row(&r))
+            .transpose()
+    }
+
+    pub(crate) async fn account_grants_of(&self, user: UserId) -> Result<Vec<AccountGrantRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM account_grants WHERE user_id = ?1 ORDER BY created_at DESC LIMIT 100"
+        ))
+        .bind(user.as_uuid())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(grant_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn end_account_grant(
+        &self,
+        user: UserId,
+        id: uuid::Uuid,
+        by: &str,
+        now: i64,
+        audit: &AuditAppend<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE account_grants SET ended_at = ?1, ended_by = ?2
+             WHERE id = ?3 AND user_id = ?4 AND ended_at IS NULL AND expires_at > ?1",
+        )
+        .bind(now)
+        .bind(by)
+        .bind(id)
+        .bind(user.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // The sessions acting under it end with it.
+        sqlx::query("UPDATE sessions SET revoked_at = ?1 WHERE account_grant = ?2 AND revoked_at IS NULL")
+            .bind(crate::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        crate::sqlite_audit::append_in(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn account_grants_ended(&self, now: i64, limit: u32) -> Result<Vec<AccountGrantRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM account_grants WHERE end_notice_sent = 0 AND (ended_at IS NOT NULL OR expires_at <= ?1)
+             ORDER BY created_at LIMIT ?2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(grant_from_row)
+        .collect()
+    }
+
+    pub(crate) async fn mark_account_grant_notice_sent(&self, id: uuid::Uuid) -> Result<bool> {
+        let done = sqlx::query("UPDATE account_grants SET end_notice_sent = 1 WHERE id = ?1 AND end_notice_sent = 0")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 }

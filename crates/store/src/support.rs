@@ -64,6 +64,27 @@ impl SupportSessionRow {
     }
 }
 
+/// A user's grant of support access to their own account. Times are unix
+/// microseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountGrantRow {
+    pub id: uuid::Uuid,
+    pub user: UserId,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+    /// `user:<uuid>` of whoever ended it.
+    pub ended_by: Option<String>,
+    pub end_notice_sent: bool,
+}
+
+impl AccountGrantRow {
+    /// Not ended and not expired at `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.ended_at.is_none() && self.expires_at > now
+    }
+}
+
 pub(crate) fn profiles_text(p: &[ProfileId]) -> String {
     p.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }

@@ -22,6 +22,7 @@ struct Setup {
     admin_email: String,
     editor: UserClient,
     editor_email: String,
+    editor_id: String,
     operator: UserClient,
     operator_id: String,
     profiles: Vec<String>,
@@ -75,6 +76,7 @@ async fn setup(backend: Backend) -> Setup {
         admin_email: email("admin"),
         editor,
         editor_email: email("editor"),
+        editor_id: ids[2].to_string(),
         operator,
         operator_id: op.id.to_string(),
         profiles,
@@ -137,7 +139,64 @@ async fn problem(c: &UserClient, method: Method, path: &str, body: Option<Value>
 }
 
 backend_tests! {
-    // claim 000.4 001.12
+    // claim 001.12
+    async fn a_user_lets_support_act_as_them_until_they_end_it(backend) {
+        let s = setup(backend).await;
+        let res = s.editor.send(Method::POST, "/v1/me/support-grants", Some(json!({ "duration_minutes": 30 }))).await;
+        assert_eq!(res.status(), 201);
+        let grant: Value = res.json().await.unwrap_or_default();
+        let id = grant["id"].as_str().unwrap_or_else(|| panic!("{grant}")).to_owned();
+        assert_eq!(grant["active"], true);
+        let told = mail_to(&s.editor_email, "You granted support access", Duration::from_secs(15)).await;
+        assert!(told.is_some_and(|m| m.contains(&id)), "the user is told it started");
+
+        // Not an operator, or an operator without 2FA: refused.
+        let act = |cookie: String, grant: String| {
+            s.app.client.post(s.app.url("/v1/support/act-as")).header("cookie", cookie).json(&json!({ "grant_id": grant })).send()
+        };
+        assert_eq!(act(s.editor.cookie.clone(), id.clone()).await.map(|r| r.status().as_u16()).unwrap_or(0), 403);
+        s.app.create_user("operator-three@example.com", PW, true).await;
+        let plain = s.app.login("operator-three@example.com", PW).await;
+        assert_eq!(act(plain.cookie.clone(), id.clone()).await.map(|r| r.status().as_u16()).unwrap_or(0), 403, "2FA first");
+        assert_eq!(act(s.operator.cookie.clone(), uuid::Uuid::new_v4().to_string()).await.map(|r| r.status().as_u16()).unwrap_or(0), 404);
+
+        let res = act(s.operator.cookie.clone(), id.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 200);
+        let cookie = res.headers().get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).unwrap_or("").to_owned();
+        assert!(cookie.starts_with("__Host-strongroom_session="), "{cookie}");
+        let told = mail_to(&s.editor_email, "Support is now acting on your account", Duration::from_secs(15)).await;
+        assert!(told.is_some_and(|m| m.contains("operator-")), "the user is told who");
+        let acting = |method: Method, path: &str| s.app.client.request(method, s.app.url(path)).header("cookie", &cookie);
+
+        // The operator uses the account as the user...
+        let me: Value = acting(Method::GET, "/v1/me").send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+        assert_eq!(me["user"]["email"], s.editor_email.as_str(), "{me}");
+        let profile = format!("{ORG}/profiles/{}", s.profiles[0]);
+        assert_eq!(acting(Method::GET, &profile).send().await.map(|r| r.status().as_u16()).unwrap_or(0), 200);
+        // ...but cannot take it over.
+        let take = acting(Method::POST, "/v1/auth/password").json(&json!({ "current_password": PW, "new_password": "another long passphrase 42" })).send().await;
+        assert_eq!(take.map(|r| r.status().as_u16()).unwrap_or(0), 403);
+        let regrant = acting(Method::POST, "/v1/me/support-grants").json(&json!({ "duration_minutes": 30 })).send().await;
+        assert_eq!(regrant.map(|r| r.status().as_u16()).unwrap_or(0), 403);
+
+        // Both identities are in the trail.
+        let trail: Value = s.owner.get(&format!("{ORG}/audit?action=profile.read&on_behalf_of=user:{}", s.editor_id)).await.json().await.unwrap_or_default();
+        assert_eq!(trail["entries"][0]["actor"], format!("user:{}", s.operator_id), "{trail}");
+
+        // The user ends it: the operator is out at once, and the user is told.
+        assert_eq!(status(&s.editor, Method::POST, &format!("/v1/me/support-grants/{id}/end"), None).await, 204);
+        assert_eq!(acting(Method::GET, "/v1/me").send().await.map(|r| r.status().as_u16()).unwrap_or(0), 401);
+        assert_eq!(status(&s.editor, Method::POST, &format!("/v1/me/support-grants/{id}/end"), None).await, 404, "once");
+        assert_eq!(act(s.operator.cookie.clone(), id.clone()).await.map(|r| r.status().as_u16()).unwrap_or(0), 404, "an ended grant opens nothing");
+        assert_eq!(s.app.engine().notify_ended_grants().await.unwrap_or_else(|e| panic!("{e}")), 1);
+        assert_eq!(s.app.engine().notify_ended_grants().await.unwrap_or_else(|e| panic!("{e}")), 0);
+        assert!(mail_to(&s.editor_email, "Support access to your account has ended", Duration::from_secs(15)).await.is_some());
+        let list: Value = s.editor.get("/v1/me/support-grants").await.json().await.unwrap_or_default();
+        assert_eq!(list["grants"][0]["active"], false, "{list}");
+        s.app.shutdown().await.ok();
+    }
+
+    // claim 000.4
     async fn a_support_session_from_request_to_summary(backend) {
         let s = setup(backend).await;
         let profile = format!("{ORG}/profiles/{}", s.profiles[0]);

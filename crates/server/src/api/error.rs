@@ -120,7 +120,7 @@ impl IntoResponse for ApiError {
             EngineError::Support(e @ (SupportError::Reason | SupportError::Duration { .. } | SupportError::TooManyProfiles)) => {
                 Problem::new(Kind::InvalidBody).with_detail(e.to_string()).into_response()
             }
-            EngineError::Support(e @ SupportError::NotFound) => {
+            EngineError::Support(e @ (SupportError::NotFound | SupportError::GrantNotActive)) => {
                 Problem::new(Kind::NotFound).with_detail(e.to_string()).into_response()
             }
             EngineError::Support(e @ (SupportError::AlreadyDecided(_) | SupportError::NotActive)) => {

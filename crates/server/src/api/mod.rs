@@ -91,6 +91,9 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(support::approve))
         .routes(routes!(support::deny))
         .routes(routes!(support::revoke))
+        .routes(routes!(support::grants, support::grant))
+        .routes(routes!(support::end_grant))
+        .routes(routes!(support::act_as))
 }
 
 /// Every route, public and protected; the protected ones behind

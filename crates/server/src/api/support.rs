@@ -33,9 +33,9 @@ pub struct NewSupportSession {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     profiles: Vec<ProfileId>,
-    /// How long, from approval; at most the configured maximum (240 by
-    /// default).
-    #[schema(minimum = 1)]
+    /// How long, from approval; at most the deployment's
+    /// `support.max_duration_minutes` (240 by default).
+    #[schema(minimum = 1, maximum = 240)]
     #[serde(deserialize_with = "crate::json::whole_number")]
     duration_minutes: u64,
 }
@@ -51,7 +51,8 @@ enum Scope {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
-    #[schema(minimum = 1)]
+    /// At most what was asked.
+    #[schema(minimum = 1, maximum = 240)]
     #[serde(default, deserialize_with = "crate::json::optional_whole_number")]
     duration_minutes: Option<u64>,
 }
@@ -310,4 +311,182 @@ pub async fn revoke(
     let org = resolve(&state, &org).await?;
     state.engine.revoke_support(&p, org, session_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A grant of support access to one's own account.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AccountGrant)]
+pub(super) struct GrantView {
+    id: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    #[schema(format = DateTime)]
+    ended_at: Option<String>,
+    /// Whether an operator may act on the account now.
+    active: bool,
+}
+
+impl From<&store::AccountGrantRow> for GrantView {
+    fn from(g: &store::AccountGrantRow) -> Self {
+        Self {
+            id: g.id.to_string(),
+            created_at: rfc3339(g.created_at),
+            expires_at: rfc3339(g.expires_at),
+            ended_at: g.ended_at.map(rfc3339),
+            active: g.is_active(now_micros()),
+        }
+    }
+}
+
+/// A user's grants.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AccountGrantList)]
+pub(super) struct GrantList {
+    grants: Vec<GrantView>,
+}
+
+/// How long a grant lasts.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    /// At most the deployment's `support.max_duration_minutes` (240 by
+    /// default).
+    #[schema(minimum = 1, maximum = 240)]
+    #[serde(deserialize_with = "crate::json::whole_number")]
+    duration_minutes: u64,
+}
+
+/// `POST /v1/me/support-grants`: the caller lets support act on their own
+/// account for a while.
+#[utoipa::path(
+    post,
+    path = "/v1/me/support-grants",
+    tag = "support",
+    operation_id = "grantAccountAccess",
+    request_body = NewGrant,
+    responses(
+        (status = 201, description = "Granted; the caller is told by mail", body = GrantView),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 403, description = "Not for service accounts, nor for an operator acting as the user"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "The body has the wrong shape, or the duration is out of bounds"),
+    ),
+)]
+pub async fn grant(State(state): State<AppState>, Caller(p): Caller, body: RawJson) -> Result<Response, ApiError> {
+    let body: NewGrant = body.parse()?;
+    let duration = Duration::from_secs(body.duration_minutes.saturating_mul(60));
+    let g = state.engine.grant_account_access(&p, duration).await?;
+    Ok((StatusCode::CREATED, Json(GrantView::from(&g))).into_response())
+}
+
+/// `GET /v1/me/support-grants`: the caller's grants, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/me/support-grants",
+    tag = "support",
+    operation_id = "listAccountGrants",
+    responses(
+        (status = 200, description = "The caller's grants", body = GrantList),
+        (status = 403, description = "Not for service accounts"),
+    ),
+)]
+pub async fn grants(State(state): State<AppState>, Caller(p): Caller) -> Result<Response, ApiError> {
+    let rows = state.engine.account_grants(&p).await?;
+    Ok(Json(GrantList { grants: rows.iter().map(GrantView::from).collect() }).into_response())
+}
+
+/// The `{id}` of a grant.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(super) struct GrantPath {
+    #[param(format = Uuid)]
+    id: String,
+}
+
+/// `POST /v1/me/support-grants/{id}/end`: the caller ends a grant; anyone
+/// acting under it is signed out at once.
+#[utoipa::path(
+    post,
+    path = "/v1/me/support-grants/{id}/end",
+    tag = "support",
+    operation_id = "endAccountGrant",
+    params(GrantPath),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 403, description = "Not for service accounts"),
+        (status = 404, description = "No such grant of the caller's, or it has already ended"),
+    ),
+)]
+pub async fn end_grant(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: uuid::Uuid = id.parse().map_err(|_| EngineError::from(engine::SupportError::GrantNotActive))?;
+    state.engine.end_account_grant(&p, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Which grant to act under.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActAs {
+    #[schema(format = Uuid)]
+    grant_id: String,
+}
+
+/// The session an operator acts in.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ActingView {
+    /// The account acted on.
+    user_id: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+/// `POST /v1/support/act-as`: an operator (after 2FA) starts acting as a
+/// user who granted access; the answer sets a session cookie for that
+/// account, which ends with the grant.
+#[utoipa::path(
+    post,
+    path = "/v1/support/act-as",
+    tag = "support",
+    operation_id = "actAs",
+    request_body = ActAs,
+    responses(
+        (status = 200, description = "Acting; the session cookie is set", body = ActingView,
+            headers(("Set-Cookie" = String, description = "`__Host-strongroom_session` for the acted-on account"))),
+        (status = 400, description = "The body is not valid JSON"),
+        (status = 403, description = "Not an operator, or two-factor authentication is required"),
+        (status = 404, description = "No such grant, or it has ended"),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "The body has the wrong shape"),
+    ),
+)]
+pub async fn act_as(State(state): State<AppState>, Caller(p): Caller, body: RawJson) -> Result<Response, ApiError> {
+    let auth = state.engine.authorize_platform(&p, PlatformAction::RequestSupport).map_err(EngineError::Denied)?;
+    if p.acting_operator.is_some() {
+        return Err(EngineError::Denied(engine::Denied::Forbidden).into());
+    }
+    let body: ActAs = body.parse()?;
+    let id: uuid::Uuid = body.grant_id.parse().map_err(|_| EngineError::from(engine::SupportError::GrantNotActive))?;
+    let (token, session, user) = state.engine.act_as(&auth, id).await?;
+    let max_age = (session.expires_at - session.created_at).whole_seconds().max(0);
+    let cookie = format!(
+        "{}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}",
+        super::auth::SESSION_COOKIE,
+        token.reveal()
+    );
+    let mut res = Json(ActingView {
+        user_id: user.id.to_string(),
+        expires_at: session.expires_at.format(&Rfc3339).unwrap_or_default(),
+    })
+    .into_response();
+    if let Ok(v) = http::HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(http::header::SET_COOKIE, v);
+    }
+    Ok(res)
 }
