@@ -175,6 +175,15 @@ impl Engine {
         Ok(belongs.then(|| first.clone()))
     }
 
+    /// The sessions active now in any organisation the caller belongs to
+    /// (for answers outside one organisation's routes).
+    pub async fn support_notices(&self, principal: &Principal) -> Result<Vec<SupportSessionRow>, EngineError> {
+        match &principal.service_account {
+            Some(sa) => self.active_support(sa.org).await,
+            None => Ok(self.store.active_support_for_member(principal.user, now_micros()).await?),
+        }
+    }
+
     /// An owner or admin (who has passed 2FA, as `authorize` requires of
     /// them) approves a request, possibly for less time than asked, or
     /// denies it.

@@ -604,6 +604,11 @@ impl Store {
         dispatch!(self.active_support_sessions(org, now))
     }
 
+    /// The sessions active now in every organisation `user` belongs to.
+    pub async fn active_support_for_member(&self, user: UserId, now: i64) -> Result<Vec<SupportSessionRow>> {
+        dispatch!(self.active_support_for_member(user, now))
+    }
+
     /// Approves (active until `approve`, unix microseconds) or denies a
     /// requested session; false if it is no longer a request.
     pub async fn decide_support_session(

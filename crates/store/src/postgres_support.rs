@@ -315,4 +315,21 @@ impl PgStore {
                 .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    pub(crate) async fn active_support_for_member(&self, user: UserId, now: i64) -> Result<Vec<SupportSessionRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM support_sessions WHERE status = 'approved' AND expires_at > $2
+               AND org_id IN (SELECT org_id FROM memberships WHERE user_id = $1)
+             ORDER BY expires_at, id"
+        ))
+        .bind(user.as_uuid())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+    }
 }

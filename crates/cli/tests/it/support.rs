@@ -232,6 +232,9 @@ backend_tests! {
         let res = s.editor.get(&format!("{ORG}/profiles")).await;
         let notice = res.headers().get(HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         assert!(notice.starts_with(&id) && notice.contains("expires=") && notice.contains("scope=read-write"), "{notice:?}");
+        let me = s.editor.get("/v1/me").await;
+        let elsewhere = me.headers().get(HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(elsewhere.starts_with(&id), "members see it on every answer, not only the organisation's: {elsewhere:?}");
         let active: Value = s.editor.get(&format!("{ORG}/support-sessions/active")).await.json().await.unwrap_or_default();
         assert_eq!(active["sessions"][0]["id"], id.as_str(), "{active}");
         s.app.create_user("stranger@example.com", PW, false).await;

@@ -82,9 +82,7 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
                 .map(str::to_owned);
             req.extensions_mut().insert(Caller(principal.clone()));
             let mut res = next.run(req).await;
-            if let Some(org) = org {
-                support_notice(&state, &principal, &org, &mut res).await;
-            }
+            support_notice(&state, &principal, org.as_deref(), &mut res).await;
             res
         }
         Err(engine::AuthError::Unauthenticated) => unauthenticated(),
@@ -92,15 +90,24 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
     }
 }
 
-/// Tells a member of the organisation a request was about (and the
-/// operator in the session) that a support session is active, on every
-/// answer: `Strongroom-Support-Session: <id>; expires=<time>; scope=<scope>`.
-/// Others learn nothing.
-async fn support_notice(state: &AppState, principal: &engine::Principal, org: &str, res: &mut Response) {
-    let Ok(org) = super::orgs::resolve(state, org).await else { return };
-    if let Ok(Some(session)) = state.engine.support_notice(principal, org).await
-        && let Ok(value) = http::HeaderValue::from_str(&super::support::notice(&session))
-    {
+/// Tells members that a support session is active, on every answer:
+/// `Strongroom-Support-Session: <id>; expires=<time>; scope=<scope>` (one
+/// per active session, comma-separated). On an organisation's routes, its
+/// own session (shown to its members and to the operator in it); elsewhere,
+/// those of every organisation the caller belongs to. Others learn nothing.
+async fn support_notice(state: &AppState, principal: &engine::Principal, org: Option<&str>, res: &mut Response) {
+    let sessions = match org {
+        Some(org) => match super::orgs::resolve(state, org).await {
+            Ok(org) => state.engine.support_notice(principal, org).await.ok().flatten().into_iter().collect(),
+            Err(_) => Vec::new(),
+        },
+        None => state.engine.support_notices(principal).await.unwrap_or_default(),
+    };
+    if sessions.is_empty() {
+        return;
+    }
+    let value = sessions.iter().map(super::support::notice).collect::<Vec<_>>().join(", ");
+    if let Ok(value) = http::HeaderValue::from_str(&value) {
         res.headers_mut().insert("strongroom-support-session", value);
     }
 }
