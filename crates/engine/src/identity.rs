@@ -13,7 +13,6 @@ use store::{MemberRecord, MembershipChange, MembershipOutcome, SessionRecord, Us
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
-use crate::profiles::actor_of;
 use crate::{Engine, EngineError};
 
 /// How long sessions live.
@@ -200,6 +199,10 @@ impl Authorized {
             Grant::Scopes(_) | Grant::Support { .. } => None,
         }
     }
+    /// Whether this rests on an operator's support session.
+    pub fn is_support(&self) -> bool {
+        matches!(self.grant, Grant::Support { .. })
+    }
     /// The records a support session is limited to; `None`: no limit.
     pub fn profile_limit(&self) -> Option<&[domain::ProfileId]> {
         match &self.grant {
@@ -311,6 +314,14 @@ impl Identity {
         let permits = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Self { settings, throttle: Throttle::default(), hashing: Arc::new(Semaphore::new(permits)) }
     }
+}
+
+/// Who a membership change is chained as.
+enum Actor<'a> {
+    /// An authenticated caller (with whom they act for, if anyone).
+    Caller(&'a Principal),
+    /// A named actor, such as the invitee accepting.
+    Named(String),
 }
 
 /// Refuses account-security changes to an operator acting as a user: the
@@ -454,12 +465,21 @@ impl Engine {
                 return Err(AuthError::Unauthenticated);
             }
         }
+        // ...and while the operator is still an active operator.
+        if let Some(op) = session.acting_operator {
+            let still =
+                self.store.user_by_id(op).await?.is_some_and(|u| u.is_operator && u.status == UserStatus::Active);
+            if !still {
+                return Err(AuthError::Unauthenticated);
+            }
+        }
         if now - session.last_seen_at > time::Duration::seconds(30) {
             self.store.touch_session(session.id, now).await?;
         }
         Ok(Principal {
             user: user.id,
-            is_operator: user.is_operator,
+            // Acting as a user never brings that user's platform powers.
+            is_operator: user.is_operator && session.acting_operator.is_none(),
             session: session.id,
             mfa_passed: session.mfa_passed,
             service_account: None,
@@ -522,6 +542,21 @@ impl Engine {
                 grant: Grant::Scopes(sa.scopes.clone()),
                 action,
             });
+        }
+        // An operator acting as a user uses the account; they do not run its
+        // organisations (no members, owners, tokens, settings, schema or
+        // support decisions), so nothing they do outlives the grant.
+        let manages = matches!(
+            action,
+            Action::ManageMembers
+                | Action::ManageOwners
+                | Action::ManageSchema
+                | Action::ManageServiceAccounts
+                | Action::ManageSettings
+                | Action::ManageSupport
+        );
+        if principal.acting_operator.is_some() && manages {
+            return Err(Denied::Forbidden);
         }
         let role = self.store.membership_role(org, principal.user).await.map_err(|_| Denied::Store)?;
         if role.is_none() && principal.is_operator {
@@ -618,7 +653,7 @@ impl Engine {
         org: OrgId,
         user: UserId,
     ) -> Result<bool, EngineError> {
-        self.change_membership(actor_of(&auth.principal), org, user, MembershipChange::Remove, true).await
+        self.change_membership(Actor::Caller(&auth.principal), org, user, MembershipChange::Remove, true).await
     }
 
     /// The members of an organisation, on behalf of the platform.
@@ -975,7 +1010,7 @@ impl Engine {
                     return Err(AuthError::Unauthenticated.into());
                 }
                 let user = self.create_user(&new, Some(password)).await?;
-                let actor = format!("user:{}", user.id);
+                let actor = Actor::Named(format!("user:{}", user.id));
                 self.change_membership(actor, inv.org_id, user.id, MembershipChange::Put(inv.role), true).await?;
                 return Ok((user.id, inv.org_id, inv.role));
             }
@@ -986,7 +1021,7 @@ impl Engine {
         }
         // Never lower an existing role by accepting an invitation.
         if self.store.membership_role(inv.org_id, user.id).await?.is_none() {
-            let actor = format!("user:{}", user.id);
+            let actor = Actor::Named(format!("user:{}", user.id));
             self.change_membership(actor, inv.org_id, user.id, MembershipChange::Put(inv.role), true).await?;
         }
         Ok((user.id, inv.org_id, inv.role))
@@ -1023,7 +1058,7 @@ impl Engine {
         self.store.user_by_id(user).await?.ok_or(EngineError::NoSuchUser)?;
         let may_touch_owners = auth.permits(Action::ManageOwners);
         self.change_membership(
-            actor_of(auth.principal()),
+            Actor::Caller(auth.principal()),
             auth.org(),
             user,
             MembershipChange::Put(role),
@@ -1037,8 +1072,14 @@ impl Engine {
     pub async fn remove_member(&self, auth: &Authorized, user: UserId) -> Result<bool, EngineError> {
         self.require(auth, Action::ManageMembers)?;
         let may_touch_owners = auth.permits(Action::ManageOwners);
-        self.change_membership(actor_of(auth.principal()), auth.org(), user, MembershipChange::Remove, may_touch_owners)
-            .await
+        self.change_membership(
+            Actor::Caller(auth.principal()),
+            auth.org(),
+            user,
+            MembershipChange::Remove,
+            may_touch_owners,
+        )
+        .await
     }
 
     /// Adds a member on behalf of the platform (the CLI or an operator
@@ -1052,7 +1093,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.store.user_by_id(user).await?.ok_or(EngineError::NoSuchUser)?;
         self.store.get_org(org).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))?;
-        self.change_membership(actor_of(&auth.principal), org, user, MembershipChange::Put(role), true)
+        self.change_membership(Actor::Caller(&auth.principal), org, user, MembershipChange::Put(role), true)
             .await
             .map(|_| ())
     }
@@ -1062,20 +1103,19 @@ impl Engine {
     /// changed anything.
     async fn change_membership(
         &self,
-        actor: String,
+        actor: Actor<'_>,
         org: OrgId,
         user: UserId,
         change: MembershipChange,
         may_touch_owners: bool,
     ) -> Result<bool, EngineError> {
-        let entry = match change {
-            MembershipChange::Put(role) => crate::audit::draft(
-                actor,
-                "member.put",
-                format!("user:{user}"),
-                vec![format!("role:{}", role.as_str())],
-            ),
-            MembershipChange::Remove => crate::audit::draft(actor, "member.remove", format!("user:{user}"), Vec::new()),
+        let (action, fields) = match change {
+            MembershipChange::Put(role) => ("member.put", vec![format!("role:{}", role.as_str())]),
+            MembershipChange::Remove => ("member.remove", Vec::new()),
+        };
+        let entry = match actor {
+            Actor::Caller(p) => crate::audit::by(p, action, format!("user:{user}"), fields),
+            Actor::Named(name) => crate::audit::draft(name, action, format!("user:{user}"), fields),
         };
         let pending = crate::audit::Pending::new(crate::audit::org_chain(org), vec![entry]);
         match self.store.change_membership(org, user, change, may_touch_owners, Some(&pending.append())).await? {

@@ -237,6 +237,7 @@ impl Engine {
         }
         let fields = schema.validate_new(input).map_err(ProfileError::Invalid)?;
         if let Some(owner) = owner {
+            crate::support::refuse_owner_change(auth)?;
             self.check_owner(owner).await?;
         }
         let id = ProfileId::new();
@@ -355,6 +356,9 @@ impl Engine {
         let org = auth.org();
         let schema = self.load_schema(org).await?;
         let patch = schema.validate_patch(patch).map_err(ProfileError::Invalid)?;
+        if owner.is_some() {
+            crate::support::refuse_owner_change(auth)?;
+        }
         if let Some(Some(owner)) = owner {
             self.check_owner(owner).await?;
         }
@@ -495,6 +499,7 @@ impl Engine {
     /// Which personal and sensitive fields an organisation holds, and how
     /// many profiles carry each (names and counts only).
     pub async fn personal_data_report(&self, auth: &Authorized) -> Result<PersonalDataReport, EngineError> {
+        crate::support::check_unlimited(auth)?;
         self.require(auth, Action::ViewOrg)?;
         let org = auth.org();
         let schema = self.load_schema(org).await?;

@@ -194,7 +194,10 @@ impl Sink {
                     text.push_str(&r.to_string());
                     text.push('\n');
                 }
-                append_synced(path.clone(), text).await.map_err(|e| unreachable(format!("{}: {e}", path.display())))
+                match tokio::time::timeout(IO_TIMEOUT, append_synced(path.clone(), text)).await {
+                    Ok(done) => done.map_err(|e| unreachable(format!("{}: {e}", path.display()))),
+                    Err(_) => Err(unreachable(format!("{}: no write in {} s", path.display(), IO_TIMEOUT.as_secs()))),
+                }
             }
             Transport::Syslog { host, port, tls } => {
                 let SinkTarget::Syslog { origin, .. } = &self.settings.target else {
@@ -247,7 +250,10 @@ impl Sink {
                 }
                 let key = object_key(chain, kind, first, last).map_err(|e| unreachable(e.to_string()))?;
                 let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(text)) });
-                blobs.put(&key, Box::pin(body)).await.map(|_| ()).map_err(|e| unreachable(e.to_string()))
+                match tokio::time::timeout(IO_TIMEOUT, blobs.put(&key, Box::pin(body))).await {
+                    Ok(done) => done.map(|_| ()).map_err(|e| unreachable(e.to_string())),
+                    Err(_) => Err(unreachable(format!("no answer in {} s", IO_TIMEOUT.as_secs()))),
+                }
             }
         }
     }
@@ -283,7 +289,17 @@ async fn append_synced(path: PathBuf, text: String) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::PermissionsExt;
         let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+        // A file others can read (made by someone else, or loosened) gets
+        // nothing more.
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::other(format!(
+                "open to other users (mode {:04o}); run chmod 600 on it",
+                mode & 0o7777
+            )));
+        }
         file.write_all(text.as_bytes())?;
         file.sync_data()
     })
@@ -332,7 +348,11 @@ impl Engine {
     /// Sends a sink what it has not taken yet, up to a bounded number of
     /// batches; returns how many records were delivered (0: it is up to
     /// date).
-    pub async fn deliver_to_sink(&self, sink: &Sink) -> Result<usize, SinkError> {
+    ///
+    /// With a `holder`, the sink's lease is renewed before every batch and
+    /// the round stops as soon as another instance holds it, so two
+    /// instances never send at once while the lease is respected.
+    pub async fn deliver_to_sink(&self, sink: &Sink, holder: Option<&str>) -> Result<usize, SinkError> {
         let name = sink.name();
         let store_err = |source| SinkError::Store { sink: name.to_owned(), source };
         let batch = u32::try_from(sink.settings.batch.clamp(1, 10_000)).unwrap_or(500);
@@ -344,6 +364,9 @@ impl Engine {
             let mut cursor =
                 cursors.remove(&chain).unwrap_or(SinkCursor { chain: chain.clone(), entry_seq: 0, checkpoint_size: 0 });
             while cursor.entry_seq < size && batches < BATCHES_PER_ROUND {
+                if !self.renew_lease(sink, holder).await.map_err(store_err)? {
+                    return Ok(delivered);
+                }
                 let rows = self.store.audit_entries(&chain, cursor.entry_seq, batch).await.map_err(store_err)?;
                 let (Some(first), Some(last)) = (rows.first().map(|r| r.seq), rows.last().map(|r| r.seq)) else {
                     break;
@@ -357,6 +380,9 @@ impl Engine {
             }
             // A checkpoint follows the entries it covers.
             while batches < BATCHES_PER_ROUND {
+                if !self.renew_lease(sink, holder).await.map_err(store_err)? {
+                    return Ok(delivered);
+                }
                 let rows =
                     self.store.checkpoints_after(&chain, cursor.checkpoint_size, batch).await.map_err(store_err)?;
                 let rows: Vec<_> = rows.into_iter().take_while(|c| c.size <= cursor.entry_seq).collect();
@@ -376,6 +402,15 @@ impl Engine {
                 .increment(delivered as u64);
         }
         Ok(delivered)
+    }
+
+    /// Takes or renews `holder`'s lease on the sink (always true without a
+    /// holder).
+    async fn renew_lease(&self, sink: &Sink, holder: Option<&str>) -> Result<bool, store::StoreError> {
+        let Some(holder) = holder else { return Ok(true) };
+        let now = now_micros();
+        let until = now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX));
+        self.store.take_sink_lease(sink.name(), holder, now, until).await
     }
 
     /// Gives up this instance's leases on the named sinks, so that another
@@ -412,7 +447,7 @@ impl Engine {
                     continue;
                 }
             }
-            match self.deliver_to_sink(&sink).await {
+            match self.deliver_to_sink(&sink, Some(&holder)).await {
                 Ok(0) => {
                     backoff = poll;
                     tokio::time::sleep(poll).await;

@@ -52,6 +52,10 @@ pub enum SupportError {
     OutOfScope,
     #[error("no such grant, or it has ended")]
     GrantNotActive,
+    #[error("support cannot link records to accounts")]
+    OwnerChange,
+    #[error("an operator cannot decide their own support session")]
+    OwnSession,
 }
 
 /// Refuses a record outside the records a support session names.
@@ -59,6 +63,18 @@ pub(crate) fn check_scope(auth: &Authorized, id: ProfileId) -> Result<(), Engine
     match auth.profile_limit() {
         Some(limit) if !limit.contains(&id) => Err(SupportError::OutOfScope.into()),
         _ => Ok(()),
+    }
+}
+
+/// Refuses linking a record to an account (or unlinking it) under a
+/// support session or while acting as a user: the person a record is
+/// linked to reads all of it, for good, so support must not be able to
+/// point records at itself or anyone else.
+pub(crate) fn refuse_owner_change(auth: &Authorized) -> Result<(), EngineError> {
+    if auth.is_support() || auth.principal().acting_operator.is_some() {
+        Err(SupportError::OwnerChange.into())
+    } else {
+        Ok(())
     }
 }
 
@@ -155,6 +171,17 @@ impl Engine {
         Ok(self.store.active_support_sessions(org, now_micros()).await?)
     }
 
+    /// The sessions active now that this caller may see: all of them for
+    /// members and the organisation's tokens; an operator's own otherwise.
+    pub async fn active_support_for(&self, auth: &Authorized) -> Result<Vec<SupportSessionRow>, EngineError> {
+        let all = self.active_support(auth.org()).await?;
+        if auth.is_support() {
+            let me = auth.principal().user;
+            return Ok(all.into_iter().filter(|s| s.operator == me).collect());
+        }
+        Ok(all)
+    }
+
     /// The active session to tell this caller about, if they belong to the
     /// organisation (a member, one of its service accounts, or the
     /// operator in the session).
@@ -165,14 +192,13 @@ impl Engine {
     ) -> Result<Option<SupportSessionRow>, EngineError> {
         let active = self.active_support(org).await?;
         let Some(first) = active.first() else { return Ok(None) };
-        let belongs = match &principal.service_account {
-            Some(sa) => sa.org == org,
-            None => {
-                active.iter().any(|s| principal.is_operator && s.operator == principal.user)
-                    || self.store.membership_role(org, principal.user).await?.is_some()
-            }
-        };
-        Ok(belongs.then(|| first.clone()))
+        match &principal.service_account {
+            Some(sa) => return Ok((sa.org == org).then(|| first.clone())),
+            None if self.store.membership_role(org, principal.user).await?.is_some() => return Ok(Some(first.clone())),
+            None => {}
+        }
+        // An operator sees only their own session, never another's.
+        Ok(active.into_iter().find(|s| principal.is_operator && s.operator == principal.user))
     }
 
     /// The sessions active now in any organisation the caller belongs to
@@ -197,6 +223,9 @@ impl Engine {
         self.require(auth, Action::ManageSupport)?;
         let org = auth.org();
         let row = self.store.support_session(org, id).await?.ok_or(SupportError::NotFound)?;
+        if auth.principal().acting_operator == Some(row.operator) || auth.principal().user == row.operator {
+            return Err(SupportError::OwnSession.into());
+        }
         if row.status != SupportStatus::Requested {
             return Err(SupportError::AlreadyDecided(row.status.as_str()).into());
         }
@@ -234,8 +263,7 @@ impl Engine {
             self.require(&auth, Action::ManageSupport)?;
         }
         let row = row.ok_or(SupportError::NotFound)?;
-        let mut entry = by(principal, "support.revoke", target(id), Vec::new());
-        entry.on_behalf_of = None;
+        let entry = by(principal, "support.revoke", target(id), Vec::new());
         let pending = Pending::new(org_chain(org), vec![entry]);
         let by_whom = crate::profiles::actor_of(principal);
         if !self.store.revoke_support_session(org, row.id, &by_whom, now_micros(), &pending.append()).await? {
@@ -254,7 +282,16 @@ impl Engine {
         action: Action,
     ) -> Result<Authorized, Denied> {
         let active = self.store.active_support_sessions(org, now_micros()).await.map_err(|_| Denied::Store)?;
-        let Some(session) = active.into_iter().find(|s| s.operator == principal.user) else {
+        let mine: Vec<SupportSessionRow> = active.into_iter().filter(|s| s.operator == principal.user).collect();
+        // With more than one, the first that allows the action (read-write
+        // before read, unlimited before limited).
+        let Some(session) = mine
+            .iter()
+            .find(|s| s.profiles.is_empty() && (s.write || action != Action::WriteProfiles))
+            .or_else(|| mine.iter().find(|s| s.write || action != Action::WriteProfiles))
+            .or_else(|| mine.first())
+            .cloned()
+        else {
             return Err(Denied::NotFound);
         };
         if !principal.mfa_passed {

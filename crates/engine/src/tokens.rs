@@ -67,7 +67,14 @@ struct SigningMaterial {
 #[derive(Default)]
 pub(crate) struct TokenState {
     signing: Mutex<Option<(Instant, Arc<SigningMaterial>)>>,
+    /// When a refused client-credentials grant was last chained, per
+    /// client: refusals are chained at most once a minute per client, so
+    /// a flood of bad secrets cannot grow the trail without bound.
+    refusals: Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// How often a refused grant for one client is chained.
+const REFUSAL_CHAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for TokenState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -259,6 +266,19 @@ impl Engine {
         }
     }
 
+    /// Whether a refusal for this client should be chained now (not within
+    /// the last minute); remembers that it was.
+    fn chain_refusal_now(&self, client_id: &str) -> bool {
+        let Ok(mut last) = self.tokens.refusals.lock() else { return true };
+        let now = Instant::now();
+        last.retain(|_, at| now.duration_since(*at) < REFUSAL_CHAIN_EVERY);
+        if last.contains_key(client_id) {
+            return false;
+        }
+        last.insert(client_id.to_owned(), now);
+        true
+    }
+
     /// The client-credentials grant: a short-lived access token for the
     /// account's scopes (or the requested subset).
     pub async fn issue_token(
@@ -270,15 +290,17 @@ impl Engine {
         let sa = match self.client(client_id, secret).await {
             Ok(sa) => sa,
             Err(e) => {
-                // Client ids are not secret; one that is not even well formed
-                // is not repeated.
-                let target = match self.store.service_account_by_client_id(client_id).await {
-                    Ok(Some(sa)) => format!("service_account:{}", sa.id),
-                    _ => "service_account:unknown".to_owned(),
-                };
-                let mut entry = crate::audit::draft("anonymous".into(), "token.issue", target, Vec::new());
-                entry.outcome = "failure".into();
-                self.platform_audit(entry).await?;
+                metrics::counter!("strongroom_token_refusals_total").increment(1);
+                // Only refusals for a real service account are chained, at
+                // most once a minute each (the metric counts them all).
+                if let Ok(Some(sa)) = self.store.service_account_by_client_id(client_id).await
+                    && self.chain_refusal_now(&sa.client_id)
+                {
+                    let target = format!("service_account:{}", sa.id);
+                    let mut entry = crate::audit::draft("anonymous".into(), "token.issue", target, Vec::new());
+                    entry.outcome = "failure".into();
+                    self.platform_audit(entry).await?;
+                }
                 return Err(e);
             }
         };

@@ -109,7 +109,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         // Hold the organisation's row first: membership changes of one
         // organisation queue here.
-        sqlx::query("SELECT id FROM organisations WHERE id = $1 FOR UPDATE")
+        sqlx::query("SELECT id FROM organisations WHERE id = $1 FOR NO KEY UPDATE")
             .bind(org.as_uuid())
             .execute(&mut *tx)
             .await?;

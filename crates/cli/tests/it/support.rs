@@ -183,6 +183,25 @@ backend_tests! {
         let trail: Value = s.owner.get(&format!("{ORG}/audit?action=profile.read&on_behalf_of=user:{}", s.editor_id)).await.json().await.unwrap_or_default();
         assert_eq!(trail["entries"][0]["actor"], format!("user:{}", s.operator_id), "{trail}");
 
+        // Acting as an owner runs nothing: no approving one's own session,
+        // no members, no tokens, no linking records to accounts.
+        let res = s.owner.send(Method::POST, "/v1/me/support-grants", Some(json!({ "duration_minutes": 30 }))).await;
+        let owner_grant: Value = res.json().await.unwrap_or_default();
+        let res = act(s.operator.cookie.clone(), owner_grant["id"].as_str().unwrap_or("").to_owned()).await.unwrap_or_else(|e| panic!("{e}"));
+        let as_owner = res.headers().get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).unwrap_or("").to_owned();
+        let owner_acting = |method: Method, path: &str| s.app.client.request(method, s.app.url(path)).header("cookie", &as_owner);
+        let pending = ask(&s, "read-write", &[], 60).await;
+        let own = owner_acting(Method::POST, &format!("{ORG}/support-sessions/{pending}/approve")).send().await;
+        assert_eq!(own.map(|r| r.status().as_u16()).unwrap_or(0), 403, "no approving one's own session");
+        let add = owner_acting(Method::POST, &format!("{ORG}/members")).json(&json!({ "email": "operator-three@example.com", "role": "owner" })).send().await;
+        assert_eq!(add.map(|r| r.status().as_u16()).unwrap_or(0), 403, "no members");
+        let sa = owner_acting(Method::POST, &format!("{ORG}/service-accounts")).json(&json!({ "name": "x", "scope": "profiles:read" })).send().await;
+        assert_eq!(sa.map(|r| r.status().as_u16()).unwrap_or(0), 403, "no tokens");
+        let link = owner_acting(Method::PATCH, &profile).header("if-match", "\"1\"").json(&json!({ "owner_user_id": s.operator_id })).send().await;
+        assert_eq!(link.map(|r| r.status().as_u16()).unwrap_or(0), 403, "no linking records to accounts");
+        let orgs: Value = owner_acting(Method::GET, "/v1/orgs").send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+        assert_eq!(orgs["orgs"].as_array().map(Vec::len), Some(1), "acting brings the user's view, not the operator's: {orgs}");
+
         // The user ends it: the operator is out at once, and the user is told.
         assert_eq!(status(&s.editor, Method::POST, &format!("/v1/me/support-grants/{id}/end"), None).await, 204);
         assert_eq!(acting(Method::GET, "/v1/me").send().await.map(|r| r.status().as_u16()).unwrap_or(0), 401);
@@ -302,6 +321,15 @@ backend_tests! {
             .json(&json!({ "fields": { "full_name": "x" } })).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
         assert_eq!(write, 403, "a read-only session cannot write");
         assert_eq!(status(&s.operator, Method::DELETE, &a, None).await, 403);
+        // Support never links records to accounts (the linked person reads
+        // the whole record, for good).
+        let id_rw = ask(&s, "read-write", &[], 60).await;
+        approve(&s, &id_rw, None).await;
+        let link = s.operator.request(Method::PATCH, &a).header("if-match", "\"1\"")
+            .json(&json!({ "owner_user_id": s.operator_id })).send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(link.status().as_u16(), 403);
+        assert!(link.text().await.unwrap_or_default().contains("link records"), "named");
+        assert_eq!(status(&s.owner, Method::POST, &format!("{sessions}/{id_rw}/revoke"), None).await, 204);
         // The operator ends it themselves; a second end is a conflict.
         assert_eq!(status(&s.operator, Method::POST, &format!("{sessions}/{id}/revoke"), None).await, 204);
         assert_eq!(status(&s.operator, Method::GET, &a, None).await, 404, "revoked");
@@ -328,7 +356,7 @@ backend_tests! {
         assert_eq!(status(&s.operator, Method::GET, &a, None).await, 404, "expired");
         let list: Value = s.owner.get(&sessions).await.json().await.unwrap_or_default();
         assert_eq!(list["sessions"][0]["status"], "expired", "{list}");
-        assert_eq!(s.app.engine().summarise_support_sessions().await.unwrap_or_else(|e| panic!("{e}")), 2, "the revoked and the expired one; the denied one never ran");
+        assert_eq!(s.app.engine().summarise_support_sessions().await.unwrap_or_else(|e| panic!("{e}")), 3, "the two revoked and the expired one; the denied one never ran");
         let trail: Value = s.owner.get(&format!("{ORG}/audit?action=support.expire")).await.json().await.unwrap_or_default();
         assert_eq!(trail["entries"].as_array().map(Vec::len), Some(1), "the expiry is chained: {trail}");
         s.app.shutdown().await.ok();

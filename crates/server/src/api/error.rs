@@ -126,7 +126,7 @@ impl IntoResponse for ApiError {
             EngineError::Support(e @ (SupportError::AlreadyDecided(_) | SupportError::NotActive)) => {
                 Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
             }
-            EngineError::Support(e @ SupportError::OutOfScope) => {
+            EngineError::Support(e @ (SupportError::OutOfScope | SupportError::OwnerChange | SupportError::OwnSession)) => {
                 Problem::new(Kind::Forbidden).with_detail(e.to_string()).into_response()
             }
             EngineError::LastOwner => {

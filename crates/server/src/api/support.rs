@@ -227,7 +227,7 @@ pub async fn active(
     Path(org): Path<String>,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ViewOrg).await?;
-    let rows = state.engine.active_support(auth.org()).await?;
+    let rows = state.engine.active_support_for(&auth).await?;
     Ok(Json(SessionList { sessions: rows.iter().map(SessionView::from).collect() }).into_response())
 }
 
