@@ -1009,7 +1009,17 @@ impl Engine {
                 if !self.store.accept_invitation(&digest).await? {
                     return Err(AuthError::Unauthenticated.into());
                 }
-                let user = self.create_user(&new, Some(password)).await?;
+                // If the account cannot be made (the address was taken
+                // meanwhile, the store failed), the invitation stays usable.
+                let user = match self.create_user(&new, Some(password)).await {
+                    Ok(user) => user,
+                    Err(e) => {
+                        if let Err(reopen) = self.store.reopen_invitation(&digest).await {
+                            tracing::warn!(error = %reopen, "could not reopen an invitation after a failed acceptance");
+                        }
+                        return Err(e);
+                    }
+                };
                 let actor = Actor::Named(format!("user:{}", user.id));
                 self.change_membership(actor, inv.org_id, user.id, MembershipChange::Put(inv.role), true).await?;
                 return Ok((user.id, inv.org_id, inv.role));

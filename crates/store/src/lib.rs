@@ -461,6 +461,12 @@ impl Store {
         dispatch!(self.peek_invitation(token_hash))
     }
 
+    /// Makes a consumed invitation usable again (when what its acceptance
+    /// was for failed).
+    pub async fn reopen_invitation(&self, token_hash: &[u8; 32]) -> Result<()> {
+        dispatch!(self.reopen_invitation(token_hash))
+    }
+
     /// Uses up an invitation, atomically; false if it was used or expired
     /// meanwhile.
     pub async fn accept_invitation(&self, token_hash: &[u8; 32]) -> Result<bool> {

@@ -717,6 +717,14 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(crate) async fn reopen_invitation(&self, token_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query("UPDATE invitations SET accepted_at = NULL WHERE token_hash = $1")
+            .bind(&token_hash[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn update_org(
         &self,
         id: OrgId,

@@ -710,6 +710,14 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    pub(crate) async fn reopen_invitation(&self, token_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query("UPDATE invitations SET accepted_at = NULL WHERE token_hash = ?")
+            .bind(&token_hash[..])
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn update_org(
         &self,
         id: OrgId,
