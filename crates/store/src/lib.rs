@@ -712,8 +712,11 @@ impl Store {
         dispatch!(self.release_sink_lease(sink, holder))
     }
 
-    /// Takes or renews the lease on delivering to a sink until
-    /// `until_micros`; false if another holder's lease has not expired.
+    /// Takes or renews the lease on delivering to a sink for
+    /// `until_micros - now_micros`; false if another holder's lease has not
+    /// expired. PostgreSQL reckons both by the database's clock (instances
+    /// may run on hosts whose clocks differ); SQLite, whose instances share
+    /// a host, by the caller's.
     pub async fn take_sink_lease(&self, sink: &str, holder: &str, now_micros: i64, until_micros: i64) -> Result<bool> {
         dispatch!(self.take_sink_lease(sink, holder, now_micros, until_micros))
     }

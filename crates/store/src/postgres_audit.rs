@@ -277,9 +277,14 @@ impl PgStore {
         until_micros: i64,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO audit_sink_leases (sink, holder, until_micros) VALUES ($1, $2, $4)
+            // The database's clock, not the instance's: instances on
+            // different hosts agree on when a lease ends. The lease lasts
+            // as long as the caller asked (`until - now`).
+            "INSERT INTO audit_sink_leases (sink, holder, until_micros)
+             VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + ($4 - $3))
              ON CONFLICT (sink) DO UPDATE SET holder = excluded.holder, until_micros = excluded.until_micros
-             WHERE audit_sink_leases.holder = excluded.holder OR audit_sink_leases.until_micros < $3",
+             WHERE audit_sink_leases.holder = excluded.holder
+                OR audit_sink_leases.until_micros < (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
         )
         .bind(sink)
         .bind(holder)
