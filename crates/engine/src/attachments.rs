@@ -249,7 +249,10 @@ impl Engine {
             created_at: store::now(),
             created_by: actor_of(auth.principal()),
         };
-        let replaced = match self.store.put_attachment(&attachment).await {
+        let entry =
+            by(auth.principal(), "attachment.upload", profile_target(profile), vec![format!("attachment:{id}")]);
+        let pending = Pending::new(org_chain(org), vec![entry]);
+        let replaced = match self.store.put_attachment(&attachment, Some(&pending.append())).await {
             Ok(replaced) => {
                 let was = replaced.is_some();
                 self.forget_blobs(replaced.into_iter().collect()).await;
@@ -260,9 +263,6 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        let entry =
-            by(auth.principal(), "attachment.upload", profile_target(profile), vec![format!("attachment:{id}")]);
-        self.record(&Pending::new(org_chain(org), vec![entry])).await?;
         let info = AttachmentInfo {
             name: name.to_owned(),
             content_type: attachment.content_type,
@@ -389,14 +389,14 @@ impl Engine {
         let org = auth.org();
         let row = self.attachment_profile(org, profile).await?;
         let record_key = self.record_key(&row).await?;
+        let entry = by(auth.principal(), "attachment.delete", profile_target(profile), Vec::new());
+        let pending = Pending::new(org_chain(org), vec![entry]);
         let key = self
             .store
-            .delete_attachment(org, profile, &name_token(&record_key, name)?)
+            .delete_attachment(org, profile, &name_token(&record_key, name)?, Some(&pending.append()))
             .await?
             .ok_or(AttachmentError::NotFound)?;
         self.forget_blobs(vec![key]).await;
-        let entry = by(auth.principal(), "attachment.delete", profile_target(profile), Vec::new());
-        self.record(&Pending::new(org_chain(org), vec![entry])).await?;
         Ok(())
     }
 

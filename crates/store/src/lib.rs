@@ -746,8 +746,8 @@ impl Store {
 
     /// Stores an attachment row, replacing one of the same name; returns
     /// the replaced one's blob key.
-    pub async fn put_attachment(&self, row: &AttachmentRow) -> Result<Option<String>> {
-        dispatch!(self.put_attachment(row))
+    pub async fn put_attachment(&self, row: &AttachmentRow, audit: Option<&AuditAppend<'_>>) -> Result<Option<String>> {
+        dispatch!(self.put_attachment(row, audit))
     }
 
     pub async fn attachment(&self, org: OrgId, profile: ProfileId, name_token: &[u8]) -> Result<Option<AttachmentRow>> {
@@ -759,8 +759,14 @@ impl Store {
     }
 
     /// Deletes an attachment row; returns its blob key.
-    pub async fn delete_attachment(&self, org: OrgId, profile: ProfileId, name_token: &[u8]) -> Result<Option<String>> {
-        dispatch!(self.delete_attachment(org, profile, name_token))
+    pub async fn delete_attachment(
+        &self,
+        org: OrgId,
+        profile: ProfileId,
+        name_token: &[u8],
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<Option<String>> {
+        dispatch!(self.delete_attachment(org, profile, name_token, audit))
     }
 
     /// Waits for open connections to finish and closes them.

@@ -328,7 +328,11 @@ impl PgStore {
         .collect()
     }
 
-    pub(crate) async fn put_attachment(&self, a: &AttachmentRow) -> Result<Option<String>> {
+    pub(crate) async fn put_attachment(
+        &self,
+        a: &AttachmentRow,
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<Option<String>> {
         let mut tx = self.pool.begin().await?;
         let old: Option<String> = sqlx::query(
             "DELETE FROM attachments WHERE org_id = $1 AND profile_id = $2 AND name_token = $3 RETURNING blob_key",
@@ -358,6 +362,9 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "an attachment with this name"))?;
+        if let Some(a) = audit {
+            crate::postgres_audit::append_in(&mut tx, a).await?;
+        }
         tx.commit().await?;
         Ok(old)
     }
@@ -402,17 +409,25 @@ impl PgStore {
         org: OrgId,
         profile: ProfileId,
         name_token: &[u8],
+        audit: Option<&AuditAppend<'_>>,
     ) -> Result<Option<String>> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let key: Option<String> = sqlx::query(
             "DELETE FROM attachments WHERE org_id = $1 AND profile_id = $2 AND name_token = $3 RETURNING blob_key",
         )
         .bind(org.as_uuid())
         .bind(profile.as_uuid())
         .bind(name_token)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|r| r.try_get(0))
-        .transpose()
-        .map_err(Into::into)
+        .transpose()?;
+        if key.is_some()
+            && let Some(a) = audit
+        {
+            crate::postgres_audit::append_in(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(key)
     }
 }
