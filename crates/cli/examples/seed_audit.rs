@@ -195,24 +195,6 @@ fn checked_encoding(e: &Entry) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// An entry as the store keeps it (as the engine's `to_row` does).
-fn to_row(e: Entry) -> AuditRow {
-    AuditRow {
-        chain: e.chain,
-        seq: i64::try_from(e.seq).unwrap_or(i64::MAX),
-        at_micros: e.at_micros,
-        actor: e.actor,
-        on_behalf_of: e.on_behalf_of,
-        action: e.action,
-        target: e.target,
-        outcome: e.outcome,
-        fields: e.fields.join(" "),
-        request_id: e.request_id,
-        prev_hash: e.prev_hash.to_vec(),
-        hash: e.hash.to_vec(),
-    }
-}
-
 /// A stored entry as verification reads it (as the engine's `from_row`).
 fn from_row(r: AuditRow) -> Entry {
     let hash32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).unwrap_or([0xff; 32]);
@@ -252,7 +234,7 @@ async fn seed(store: &Store, args: &Args, out: &mut impl Write) -> anyhow::Resul
             if let Ok(mut list) = encoded.lock() {
                 list.push(checked_encoding(&sealed));
             }
-            to_row(sealed)
+            engine::to_row(sealed)
         };
         store.append_audit(&AuditAppend { chain, count, seal: Box::new(seal) }).await?;
         let encoded = encoded.into_inner().map_err(|_| anyhow::anyhow!("a seal call panicked"))?;

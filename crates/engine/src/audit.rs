@@ -40,7 +40,9 @@ fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-pub(crate) fn now_micros() -> i64 {
+/// The time now, in unix microseconds (as the trail and support sessions
+/// keep it).
+pub fn now_micros() -> i64 {
     let t = store::now();
     i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }
@@ -72,7 +74,8 @@ pub(crate) fn by(principal: &Principal, action: &str, target: String, fields: Ve
     d
 }
 
-fn to_row(e: Entry) -> AuditRow {
+/// An entry as the store keeps it.
+pub fn to_row(e: Entry) -> AuditRow {
     AuditRow {
         chain: e.chain,
         seq: i64::try_from(e.seq).unwrap_or(i64::MAX),

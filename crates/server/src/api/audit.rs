@@ -54,10 +54,7 @@ fn page(entries: Vec<AuditView>, limit: u32) -> AuditPage {
         .into_iter()
         .map(|e| AuditEntryOut {
             seq: e.seq,
-            at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_micros) * 1_000)
-                .ok()
-                .and_then(|t| t.format(&Rfc3339).ok())
-                .unwrap_or_default(),
+            at: engine::rfc3339_micros(e.at_micros),
             actor: e.actor,
             on_behalf_of: e.on_behalf_of,
             action: e.action,

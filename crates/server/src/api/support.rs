@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use domain::{Action, PlatformAction, ProfileId};
-use engine::{EngineError, SupportRequest};
+use engine::{EngineError, SupportRequest, now_micros, rfc3339_micros as rfc3339};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use store::{SupportSessionRow, SupportStatus};
@@ -82,17 +82,6 @@ pub(super) struct SessionView {
 #[schema(as = SupportSessionList)]
 pub(super) struct SessionList {
     sessions: Vec<SessionView>,
-}
-
-fn rfc3339(micros: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
-
-fn now_micros() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }
 
 impl From<&SupportSessionRow> for SessionView {
