@@ -24,7 +24,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use audit::{Draft, Entry};
 use server::config::{Config, Overrides};
-use store::{AuditAppend, AuditRow, Store};
+use store::{AuditAppend, Store};
 
 const USAGE: &str = "usage: seed_audit --data-dir DIR --bytes-out FILE [--entries N] [--batch N] [--chain NAME] \
                      [--database-url URL]";
@@ -195,25 +195,6 @@ fn checked_encoding(e: &Entry) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A stored entry as verification reads it (as the engine's `from_row`).
-fn from_row(r: AuditRow) -> Entry {
-    let hash32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).unwrap_or([0xff; 32]);
-    Entry {
-        chain: r.chain,
-        seq: u64::try_from(r.seq).unwrap_or(0),
-        at_micros: r.at_micros,
-        actor: r.actor,
-        on_behalf_of: r.on_behalf_of,
-        action: r.action,
-        target: r.target,
-        outcome: r.outcome,
-        fields: r.fields.split_whitespace().map(str::to_owned).collect(),
-        request_id: r.request_id,
-        prev_hash: hash32(r.prev_hash),
-        hash: hash32(r.hash),
-    }
-}
-
 /// Appends `args.entries` entries to the chain, writing each one's encoding
 /// to `out` once its batch has committed. Returns the bytes written.
 async fn seed(store: &Store, args: &Args, out: &mut impl Write) -> anyhow::Result<u64> {
@@ -264,7 +245,7 @@ async fn copy_chain(store: &Store, chain: &str, out: &mut impl Write) -> anyhow:
         let Some(last) = page.last() else { break };
         after = last.seq;
         for row in page {
-            let encoded = checked_encoding(&from_row(row))?;
+            let encoded = checked_encoding(&engine::from_row(row))?;
             out.write_all(&encoded)?;
             entries += 1;
             bytes += encoded.len() as u64;

@@ -92,7 +92,8 @@ pub fn to_row(e: Entry) -> AuditRow {
     }
 }
 
-pub(crate) fn from_row(r: AuditRow) -> Entry {
+/// A stored entry as verification reads it.
+pub fn from_row(r: AuditRow) -> Entry {
     let hash32 = |v: Vec<u8>| <[u8; 32]>::try_from(v).unwrap_or([0xff; 32]);
     Entry {
         chain: r.chain,

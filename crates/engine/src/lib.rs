@@ -24,7 +24,9 @@ use store::Store;
 
 pub use ::audit::export::rfc3339_micros;
 pub use attachments::{AttachmentError, AttachmentInfo, PlainStream};
-pub use audit::{AuditFilter, AuditView, ChainReport, PLATFORM_CHAIN, now_micros, org_chain, to_row, with_request_id};
+pub use audit::{
+    AuditFilter, AuditView, ChainReport, PLATFORM_CHAIN, from_row, now_micros, org_chain, to_row, with_request_id,
+};
 pub use identity::{
     AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
     ServiceAccountGrant, SessionPolicy, TotpEnrolment,
