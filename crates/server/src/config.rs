@@ -989,7 +989,7 @@ fn resolve_smtp(f: &FileSmtp, errors: &mut Vec<ConfigError>) -> Option<engine::m
             return None;
         }
     };
-    let local = f.host == "localhost" || f.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let local = is_local_host(&f.host);
     if security == SmtpSecurity::Plain && !local {
         errors.push(ConfigError::new("smtp.security", "none (plain SMTP) is allowed only for a relay on this host"));
     }
@@ -1033,8 +1033,7 @@ fn resolve_blobs(f: &FileBlobs, errors: &mut Vec<ConfigError>) -> BlobBackend {
                     Ok(u) if u.scheme() == "https" => {}
                     Ok(u) if u.scheme() == "http" => {
                         let host = u.host_str().unwrap_or("");
-                        let local = host == "localhost"
-                            || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                        let local = is_local_host(host);
                         if local {
                             allow_http = true;
                         } else {
@@ -1241,9 +1240,7 @@ fn check_database_url(raw: &str) -> Result<(), ConfigError> {
         )));
     }
     let host = url.host_str().unwrap_or("");
-    let local = host.is_empty()
-        || host == "localhost"
-        || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let local = host.is_empty() || is_local_host(host);
     let sslmode = url.query_pairs().find(|(k, _)| k == "sslmode").map(|(_, v)| v.into_owned());
     if !local && !matches!(sslmode.as_deref(), Some("verify-full" | "verify-ca")) {
         return Err(bad("connects to a remote host without verifying its certificate; add sslmode=verify-full".into()));
