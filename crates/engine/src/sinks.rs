@@ -153,7 +153,7 @@ impl Sink {
                 let tls = match tls {
                     None => None,
                     Some(trust) => {
-                        let config = tls_config(trust.ca_file.as_deref()).map_err(setup)?;
+                        let config = kms::client_tls_config(trust.ca_file.as_deref()).map_err(setup)?;
                         let name = rustls_pki_types::ServerName::try_from(host.clone())
                             .map_err(|_| setup(format!("{host:?} is not a DNS name or IP address")))?;
                         Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
@@ -162,7 +162,7 @@ impl Sink {
                 Transport::Syslog { host: host.clone(), port: *port, tls }
             }
             SinkTarget::Webhook { url, ca_file, .. } => {
-                let config = tls_config(ca_file.as_deref()).map_err(setup)?;
+                let config = kms::client_tls_config(ca_file.as_deref()).map_err(setup)?;
                 let client = reqwest::Client::builder()
                     .tls_backend_preconfigured(config)
                     .timeout(IO_TIMEOUT)
@@ -324,24 +324,6 @@ async fn send_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, frames
             Err(e) => return Err(e),
         }
     }
-}
-
-/// A TLS client configuration (ring, TLS 1.2 and 1.3) trusting the web
-/// roots plus an optional CA file.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    if let Some(path) = ca_file {
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
-            roots.add(cert.map_err(|e| format!("{}: {e}", path.display()))?).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 impl Engine {

@@ -19,7 +19,7 @@ use crypto::{Key256, KeyContext};
 pub use aws::{AwsKms, AwsKmsConfig};
 pub use local::{LocalKms, UnsealSecret, create_private_dir, write_private};
 pub use pkcs11::{Pkcs11Config, Pkcs11Kms};
-pub use transit::{TransitConfig, TransitKms};
+pub use transit::{TransitConfig, TransitKms, client_tls_config};
 
 /// Why a KMS call failed. Never carries key material.
 #[derive(Debug, thiserror::Error)]

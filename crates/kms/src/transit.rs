@@ -169,23 +169,30 @@ fn without_url(e: &reqwest::Error) -> String {
     if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
 }
 
+/// A TLS client configuration (ring provider, TLS 1.2 and 1.3) trusting
+/// the web roots plus the CAs in an optional PEM file. Every outbound TLS
+/// connection of Strongroom (key backends, audit sinks) uses it.
+pub fn client_tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca_file {
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
+            roots.add(cert.map_err(|e| format!("{}: {e}", path.display()))?).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// An HTTPS client (ring provider) trusting the web roots plus an optional
 /// CA, with a short timeout so an outage is noticed quickly.
 pub(crate) fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, KmsError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
     let config_err = |reason: String| KmsError::Config { setting: "kms.transit.ca_file", reason };
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    if let Some(path) = ca_file {
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| config_err(e.to_string()))? {
-            roots.add(cert.map_err(|e| config_err(e.to_string()))?).map_err(|e| config_err(e.to_string()))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config_err(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = client_tls_config(ca_file).map_err(config_err)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(Duration::from_secs(10))
