@@ -122,6 +122,12 @@ impl PgStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<AuditRow>> {
+        // PostgreSQL text cannot hold a NUL byte, and no identifier does: a
+        // filter with one matches nothing (SQLite finds nothing by itself).
+        let texts = [&q.actor, &q.on_behalf_of, &q.action, &q.target];
+        if texts.iter().any(|t| t.as_deref().is_some_and(|t| t.contains('\0'))) {
+            return Ok(Vec::new());
+        }
         sqlx::query(concat!(
             "SELECT ",
             entry_columns!(),
