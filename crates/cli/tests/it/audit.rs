@@ -147,6 +147,10 @@ backend_tests! {
         let roles: Vec<&str> = first["entries"].as_array().into_iter().chain(rest["entries"].as_array()).flatten()
             .filter_map(|e| e["fields"][0].as_str()).collect();
         assert_eq!(roles, ["role:owner", "role:editor", "role:viewer"], "{first} {rest}");
+        let nul = owner.get(&format!("{ORG}/audit?actor=user%3A%00x")).await;
+        assert_eq!(nul.status(), 200, "a NUL byte matches nothing, on either store");
+        let nul: Value = nul.json().await.unwrap_or_default();
+        assert_eq!(nul["entries"].as_array().map(Vec::len), Some(0), "{nul}");
         let past: Value = owner.get(&format!("{ORG}/audit?until=2001-01-01T00:00:00Z")).await.json().await.unwrap_or_default();
         assert_eq!(past["entries"].as_array().map(Vec::len), Some(0), "{past}");
         let since: Value = owner.get(&format!("{ORG}/audit?from=2001-01-01T00:00:00Z&action=org.settings")).await.json().await.unwrap_or_default();
