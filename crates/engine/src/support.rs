@@ -182,31 +182,13 @@ impl Engine {
         Ok(all)
     }
 
-    /// The active session to tell this caller about, if they belong to the
-    /// organisation (a member, one of its service accounts, or the
-    /// operator in the session).
-    pub async fn support_notice(
-        &self,
-        principal: &Principal,
-        org: OrgId,
-    ) -> Result<Option<SupportSessionRow>, EngineError> {
-        let active = self.active_support(org).await?;
-        let Some(first) = active.first() else { return Ok(None) };
-        match &principal.service_account {
-            Some(sa) => return Ok((sa.org == org).then(|| first.clone())),
-            None if self.store.membership_role(org, principal.user).await?.is_some() => return Ok(Some(first.clone())),
-            None => {}
-        }
-        // An operator sees only their own session, never another's.
-        Ok(active.into_iter().find(|s| principal.is_operator && s.operator == principal.user))
-    }
-
-    /// The sessions active now in any organisation the caller belongs to
-    /// (for answers outside one organisation's routes).
+    /// The sessions active now that the caller is told of on every answer:
+    /// those of each organisation they belong to (a token: its own
+    /// organisation's), and an operator's own. One indexed query.
     pub async fn support_notices(&self, principal: &Principal) -> Result<Vec<SupportSessionRow>, EngineError> {
         match &principal.service_account {
             Some(sa) => self.active_support(sa.org).await,
-            None => Ok(self.store.active_support_for_member(principal.user, now_micros()).await?),
+            None => Ok(self.store.active_support_seen_by(principal.user, now_micros()).await?),
         }
     }
 

@@ -610,9 +610,10 @@ impl Store {
         dispatch!(self.active_support_sessions(org, now))
     }
 
-    /// The sessions active now in every organisation `user` belongs to.
-    pub async fn active_support_for_member(&self, user: UserId, now: i64) -> Result<Vec<SupportSessionRow>> {
-        dispatch!(self.active_support_for_member(user, now))
+    /// The sessions active now that `user` is told of: those of every
+    /// organisation they belong to, and their own as an operator.
+    pub async fn active_support_seen_by(&self, user: UserId, now: i64) -> Result<Vec<SupportSessionRow>> {
+        dispatch!(self.active_support_seen_by(user, now))
     }
 
     /// Approves (active until `approve`, unix microseconds) or denies a

@@ -315,12 +315,12 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn active_support_for_member(&self, user: UserId, now: i64) -> Result<Vec<SupportSessionRow>> {
+    pub(crate) async fn active_support_seen_by(&self, user: UserId, now: i64) -> Result<Vec<SupportSessionRow>> {
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
             " FROM support_sessions WHERE status = 'approved' AND expires_at > ?2
-               AND org_id IN (SELECT org_id FROM memberships WHERE user_id = ?1)
+               AND (operator_id = ?1 OR org_id IN (SELECT org_id FROM memberships WHERE user_id = ?1))
              ORDER BY expires_at, id"
         ))
         .bind(user.as_uuid())

@@ -73,16 +73,9 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
     };
     match authenticated {
         Ok(principal) => {
-            let org = req
-                .uri()
-                .path()
-                .strip_prefix("/v1/orgs/")
-                .and_then(|rest| rest.split('/').next())
-                .filter(|seg| !seg.is_empty())
-                .map(str::to_owned);
             req.extensions_mut().insert(Caller(principal.clone()));
             let mut res = next.run(req).await;
-            support_notice(&state, &principal, org.as_deref(), &mut res).await;
+            support_notice(&state, &principal, &mut res).await;
             res
         }
         Err(engine::AuthError::Unauthenticated) => unauthenticated(),
@@ -92,17 +85,11 @@ pub async fn require_session(State(state): State<AppState>, mut req: Request, ne
 
 /// Tells members that a support session is active, on every answer:
 /// `Strongroom-Support-Session: <id>; expires=<time>; scope=<scope>` (one
-/// per active session, comma-separated). On an organisation's routes, its
-/// own session (shown to its members and to the operator in it); elsewhere,
-/// those of every organisation the caller belongs to. Others learn nothing.
-async fn support_notice(state: &AppState, principal: &engine::Principal, org: Option<&str>, res: &mut Response) {
-    let sessions = match org {
-        Some(org) => match super::orgs::resolve(state, org).await {
-            Ok(org) => state.engine.support_notice(principal, org).await.ok().flatten().into_iter().collect(),
-            Err(_) => Vec::new(),
-        },
-        None => state.engine.support_notices(principal).await.unwrap_or_default(),
-    };
+/// per active session, comma-separated): the sessions of every
+/// organisation the caller belongs to, and an operator's own. Others learn
+/// nothing.
+async fn support_notice(state: &AppState, principal: &engine::Principal, res: &mut Response) {
+    let sessions = state.engine.support_notices(principal).await.unwrap_or_default();
     if sessions.is_empty() {
         return;
     }
