@@ -189,11 +189,7 @@ impl Sink {
         let unreachable = |reason: String| SinkError::Unreachable { sink: name.clone(), reason };
         match &self.transport {
             Transport::File(path) => {
-                let mut text = String::new();
-                for r in records {
-                    text.push_str(&r.to_string());
-                    text.push('\n');
-                }
+                let text = json_lines(records);
                 match tokio::time::timeout(IO_TIMEOUT, append_synced(path.clone(), text)).await {
                     Ok(done) => done.map_err(|e| unreachable(format!("{}: {e}", path.display()))),
                     Err(_) => Err(unreachable(format!("{}: no write in {} s", path.display(), IO_TIMEOUT.as_secs()))),
@@ -243,11 +239,7 @@ impl Sink {
                 }
             }
             Transport::Objects(blobs) => {
-                let mut text = String::new();
-                for r in records {
-                    text.push_str(&r.to_string());
-                    text.push('\n');
-                }
+                let text = json_lines(records);
                 let key = object_key(chain, kind, first, last).map_err(|e| unreachable(e.to_string()))?;
                 let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(text)) });
                 match tokio::time::timeout(IO_TIMEOUT, blobs.put(&key, Box::pin(body))).await {
@@ -266,6 +258,11 @@ impl Kind {
             Kind::Checkpoints => "checkpoints",
         }
     }
+}
+
+/// Records as JSON lines, each ending in a newline.
+fn json_lines(records: &[Value]) -> String {
+    records.iter().map(|r| format!("{r}\n")).collect()
 }
 
 /// `audit/<chain>/<kind>/<first>-<last>`, positions zero-padded so that
