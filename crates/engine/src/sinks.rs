@@ -409,13 +409,22 @@ impl Engine {
         let poll = sink.settings.poll.max(Duration::from_millis(50));
         let retry_max = sink.settings.retry_max.max(poll);
         let mut backoff = poll;
+        // When this instance last took or renewed the lease here: an idle
+        // holder renews it every quarter lease, not on every poll (each
+        // batch renews it too).
+        let mut renewed: Option<tokio::time::Instant> = None;
         loop {
-            let now = now_micros();
-            let until = now.saturating_add(i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX));
-            match self.store.take_sink_lease(sink.name(), &holder, now, until).await {
-                Ok(true) => {}
+            let fresh = renewed.is_some_and(|at| at.elapsed() < LEASE / 4);
+            let taken = if fresh { Ok(true) } else { self.renew_lease(&sink, Some(&holder)).await };
+            match taken {
+                Ok(true) => {
+                    if !fresh {
+                        renewed = Some(tokio::time::Instant::now());
+                    }
+                }
                 // Another instance delivers; look again when its lease may end.
                 Ok(false) => {
+                    renewed = None;
                     tokio::time::sleep(LEASE / 4).await;
                     continue;
                 }
@@ -427,6 +436,8 @@ impl Engine {
                 }
             }
             match self.deliver_to_sink(&sink, Some(&holder)).await {
+                // A round cut short because the lease went elsewhere also
+                // ends here; the next turn finds out.
                 Ok(0) => {
                     backoff = poll;
                     tokio::time::sleep(poll).await;
