@@ -1,5 +1,12 @@
 //! Backups: a versioned, encrypted archive format, directory and S3 targets,
 //! schedules with retention, restores and drills.
-//!
-//! The archive format arrives with the backup capability; today the crate
-//! only marks its place in the dependency graph.
+
+pub mod format;
+pub mod ops;
+pub mod retention;
+pub mod schedule;
+
+pub use ops::{
+    BackupError, Backups, Created, DrillReport, Listed, Progress, Quiet, Restored, Scratch, Target, check_restored,
+    restore,
+};

@@ -37,6 +37,9 @@ pub enum Command {
     /// Verify and checkpoint the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Make, list, verify, restore, prune and rehearse encrypted backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -161,6 +164,73 @@ pub enum AuditCommand {
     /// Sign a checkpoint of every chain that grew since its last one
     /// (`serve` does this every minute).
     Checkpoint(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up the whole store and its attachments now, to every target.
+    Create {
+        /// The name recorded with the run (a schedule's name, or manual).
+        #[arg(long, default_value = "manual")]
+        schedule: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List the archives at every target (or one), oldest first.
+    List {
+        #[arg(long)]
+        target: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Read an archive whole and check it, writing nothing.
+    Verify {
+        /// The target to read from (the first configured by default).
+        #[arg(long)]
+        target: Option<String>,
+        /// The backup's id (the newest by default).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Restore an archive into this configuration's store, which must be
+    /// empty unless --force; all or nothing.
+    Restore {
+        #[arg(long)]
+        target: Option<String>,
+        /// The backup's id (the newest by default).
+        #[arg(long)]
+        id: Option<String>,
+        /// Replace whatever the store holds.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Delete the archives the retention rules do not keep.
+    Prune {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Restore the newest backup into a scratch store and check it; the
+    /// report is kept and audited.
+    Drill {
+        #[arg(long)]
+        target: Option<String>,
+        /// Rehearse a full recovery: a new, empty data directory, the
+        /// backup and the keys, up to a serving instance; timed end to end.
+        #[arg(long)]
+        from_scratch: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

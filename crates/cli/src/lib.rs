@@ -3,6 +3,7 @@
 //! commands. Errors print as a readable chain and exit non-zero.
 
 mod args;
+mod backups;
 mod ops;
 
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ pub fn main() -> ExitCode {
         Command::Org(cmd) => ops::org(cmd),
         Command::Keys(cmd) => ops::keys(cmd),
         Command::Audit(cmd) => ops::audit(cmd),
+        Command::Backup(cmd) => backups::run(cmd),
         Command::User(cmd) => ops::user(cmd),
         Command::Member(cmd) => ops::member(cmd),
     };

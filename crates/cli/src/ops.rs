@@ -264,12 +264,25 @@ pub fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
                     report.versions_destroyed, org.slug, org.id
                 );
                 if report.verified_unreadable {
-                    println!(
-                        "Verified: no version of its key can be unwrapped; its data, backups included, can no longer be decrypted"
-                    );
+                    println!("Verified: no version of its key can be unwrapped; its data can no longer be decrypted");
                 } else {
                     bail!("a key version of {} could still be unwrapped after destruction", org.slug);
                 }
+                // Its escrow key went with its keys; deleting the escrow
+                // objects makes its key versions in every archive unopenable.
+                let backups = server::open_backups(&config, &engine).await?;
+                let failed = backups.forget_org(org.id.as_uuid()).await;
+                for (target, error) in &failed {
+                    eprintln!("backup target {target}: cannot delete the escrow object of {}: {error}", org.slug);
+                }
+                if !failed.is_empty() {
+                    bail!(
+                        "the keys are destroyed, but old backups at the targets above can still be opened until their escrow objects are deleted; run `strongroom keys destroy` again when they are reachable"
+                    );
+                }
+                println!(
+                    "Backups: its escrow objects are deleted at every target; archives made before hold its data unreadably"
+                );
                 engine.shutdown().await;
                 Ok(())
             })

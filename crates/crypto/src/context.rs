@@ -29,6 +29,11 @@ pub enum KeyPurpose {
     TokenSigning,
     /// The seed of the Ed25519 key that signs audit checkpoints.
     AuditSigning,
+    /// The data key of one backup archive (scope: the backup's id).
+    BackupKey,
+    /// An organisation's backup escrow key, which seals its key versions
+    /// inside archives and is itself never archived (scope: the org id).
+    BackupEscrow,
     /// Used only by the KMS conformance tests.
     Conformance,
 }
@@ -41,6 +46,8 @@ impl KeyPurpose {
             Self::PlatformSecrets => "platform-secrets",
             Self::TokenSigning => "token-signing",
             Self::AuditSigning => "audit-signing",
+            Self::BackupKey => "backup-key",
+            Self::BackupEscrow => "backup-escrow",
             Self::Conformance => "conformance",
         }
     }
@@ -59,6 +66,16 @@ pub struct KeyContext {
 impl KeyContext {
     pub fn org_key(org: domain::OrgId, version: crate::KeyVersion) -> Self {
         Self { purpose: KeyPurpose::OrgKey, scope: org.to_string(), version: version.get() }
+    }
+
+    /// The data key of the backup `id`.
+    pub fn backup(id: uuid::Uuid) -> Self {
+        Self { purpose: KeyPurpose::BackupKey, scope: id.to_string(), version: 1 }
+    }
+
+    /// The backup escrow key of an organisation.
+    pub fn backup_escrow(org: domain::OrgId) -> Self {
+        Self { purpose: KeyPurpose::BackupEscrow, scope: org.to_string(), version: 1 }
     }
 
     pub fn deployment(purpose: KeyPurpose) -> Self {

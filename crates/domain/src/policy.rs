@@ -64,6 +64,8 @@ pub enum PlatformAction {
     ManageUsers,
     /// Ask an organisation for a support session.
     RequestSupport,
+    /// See backup runs and drill reports (never their content).
+    ViewBackups,
 }
 
 /// Whether a role may take an action. The whole permission matrix.

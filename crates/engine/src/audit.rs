@@ -239,6 +239,36 @@ impl Engine {
         self.record(&Pending::new(PLATFORM_CHAIN.to_owned(), vec![entry])).await
     }
 
+    /// Drill reports, newest first: the evidence that restores work.
+    pub async fn drills(
+        &self,
+        auth: &crate::AuthorizedPlatform,
+        limit: u32,
+    ) -> Result<Vec<store::DrillRow>, EngineError> {
+        if auth.action() != domain::PlatformAction::ViewBackups {
+            return Err(EngineError::Denied(crate::Denied::Forbidden));
+        }
+        Ok(self.store.drills(i64::from(limit.clamp(1, 1000))).await?)
+    }
+
+    /// Chains an operations event on the platform trail: a backup, prune,
+    /// restore or drill, by `actor` (`cli`, `system` or a user), with its
+    /// outcome. `fields` name what it touched (ids and counts, never values).
+    pub async fn record_operation(
+        &self,
+        actor: &str,
+        action: &str,
+        target: String,
+        success: bool,
+        fields: Vec<String>,
+    ) -> Result<(), EngineError> {
+        let mut entry = draft(actor.to_owned(), action, target, fields);
+        if !success {
+            entry.outcome = "failure".to_owned();
+        }
+        self.record(&Pending::new(PLATFORM_CHAIN.to_owned(), vec![entry])).await
+    }
+
     /// Signs a checkpoint of every chain that grew since its last one.
     /// Returns how many were signed.
     pub async fn checkpoint_chains(&self) -> Result<usize, EngineError> {

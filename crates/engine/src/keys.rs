@@ -182,6 +182,12 @@ impl Keys {
         e.into()
     }
 
+    /// The key backend, shared (for an engine over another store, such as
+    /// a drill's scratch store).
+    pub fn kms_arc(&self) -> Arc<Kms> {
+        self.kms.clone()
+    }
+
     pub fn kms(&self) -> &Kms {
         &self.kms
     }

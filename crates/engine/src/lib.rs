@@ -142,6 +142,17 @@ impl Engine {
         self.store.backend_name()
     }
 
+    /// The deployment's store, for operations that work on it whole
+    /// (backups and restores).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The blob store of attachments, if configured.
+    pub fn blob_store(&self) -> Option<&store::BlobStore> {
+        self.blobs.as_ref()
+    }
+
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

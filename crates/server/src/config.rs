@@ -101,6 +101,48 @@ struct FileConfig {
     audit: FileAudit,
     #[serde(default)]
     support: FileSupport,
+    #[serde(default)]
+    backup: FileBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    #[serde(default)]
+    targets: Vec<FileBackupTarget>,
+    schedules: Option<Vec<FileSchedule>>,
+    drill_every: Option<String>,
+    poll_secs: Option<u64>,
+    retention: Option<FileRetention>,
+}
+
+/// One `[[backup.targets]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackupTarget {
+    name: String,
+    kind: String,
+    path: Option<PathBuf>,
+    bucket: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedule {
+    name: String,
+    every: Option<String>,
+    at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    hourly: Option<u32>,
+    daily: Option<u32>,
+    monthly: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -442,6 +484,29 @@ pub struct Config {
     pub audit_sinks: Vec<engine::SinkSettings>,
     /// The longest support session an operator may ask for.
     pub support_max: Duration,
+    /// Backup targets, schedules, drills and retention.
+    pub backup: BackupSettings,
+}
+
+/// Where backups go and when they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    /// Every archive is copied to each; at least one.
+    pub targets: Vec<BackupTarget>,
+    pub schedules: Vec<backup::schedule::Schedule>,
+    /// How often a drill restores the newest backup; `None`: never.
+    pub drill_every: Option<Duration>,
+    /// How often the scheduler looks for due work.
+    pub poll: Duration,
+    pub retention: backup::retention::Rules,
+}
+
+/// One backup target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupTarget {
+    pub name: String,
+    /// A folder (`Local` is `DATA_DIR/backups` unless `path` is set) or a bucket.
+    pub store: store::BlobConfig,
 }
 
 impl Config {
@@ -547,6 +612,7 @@ impl Config {
         let smtp = file.smtp.as_ref().and_then(|f| resolve_smtp(f, &mut errors));
         let blobs = resolve_blobs(&file.blobs, &mut errors);
         let audit_sinks = resolve_sinks(&file.audit.sinks, &mut errors);
+        let backup = resolve_backup(&file.backup, &data_dir, &mut errors);
         let support_minutes = file.support.max_duration_minutes.unwrap_or(240);
         if !(1..=7 * 24 * 60).contains(&support_minutes) {
             errors.push(ConfigError::new("support.max_duration_minutes", "must be 1 to 10080 minutes (a week)"));
@@ -589,6 +655,7 @@ impl Config {
             blobs,
             audit_sinks,
             support_max: Duration::from_secs(support_minutes * 60),
+            backup,
         })
     }
 
@@ -1018,47 +1085,179 @@ fn resolve_blobs(f: &FileBlobs, errors: &mut Vec<ConfigError>) -> BlobBackend {
                 .push(ConfigError::new("blobs.s3", "blobs.backend = \"s3\" needs a [blobs.s3] section with a bucket"));
             BlobBackend::Local
         }
-        ("s3", Some(s3)) => {
-            let valid_bucket = (3..=63).contains(&s3.bucket.len())
-                && s3.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-            if !valid_bucket {
-                errors.push(ConfigError::new(
-                    "blobs.s3.bucket",
-                    "must be a bucket name: 3 to 63 lowercase letters, digits, '-' or '.'",
-                ));
-            }
-            let mut allow_http = false;
-            if let Some(endpoint) = &s3.endpoint {
-                match url::Url::parse(endpoint) {
-                    Ok(u) if u.scheme() == "https" => {}
-                    Ok(u) if u.scheme() == "http" => {
-                        let host = u.host_str().unwrap_or("");
-                        let local = is_local_host(host);
-                        if local {
-                            allow_http = true;
-                        } else {
-                            errors.push(ConfigError::new(
-                                "blobs.s3.endpoint",
-                                "plain http is allowed only for an endpoint on this host",
-                            ));
-                        }
-                    }
-                    _ => errors.push(ConfigError::new("blobs.s3.endpoint", "must be an https:// URL")),
-                }
-            }
-            BlobBackend::S3 {
-                bucket: s3.bucket.clone(),
-                region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                endpoint: s3.endpoint.clone(),
-                prefix: s3.prefix.clone(),
-                allow_http,
-            }
-        }
+        ("s3", Some(s3)) => s3_backend(
+            "blobs.s3",
+            &s3.bucket,
+            s3.region.as_deref(),
+            s3.endpoint.as_deref(),
+            s3.prefix.as_deref(),
+            errors,
+        ),
         (other, _) => {
             errors.push(ConfigError::new("blobs.backend", format!("{other:?} is not one of local, s3")));
             BlobBackend::Local
         }
     }
+}
+
+/// Checks an S3 bucket and endpoint (`setting` names the section in
+/// errors): a valid bucket name; https, or plain http only on this host.
+fn s3_backend(
+    setting: &str,
+    bucket: &str,
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    prefix: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> BlobBackend {
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !valid_bucket {
+        errors.push(ConfigError::new(
+            format!("{setting}.bucket"),
+            "must be a bucket name: 3 to 63 lowercase letters, digits, '-' or '.'",
+        ));
+    }
+    let mut allow_http = false;
+    if let Some(endpoint) = endpoint {
+        match url::Url::parse(endpoint) {
+            Ok(u) if u.scheme() == "https" => {}
+            Ok(u) if u.scheme() == "http" => {
+                if is_local_host(u.host_str().unwrap_or("")) {
+                    allow_http = true;
+                } else {
+                    errors.push(ConfigError::new(
+                        format!("{setting}.endpoint"),
+                        "plain http is allowed only for an endpoint on this host",
+                    ));
+                }
+            }
+            _ => errors.push(ConfigError::new(format!("{setting}.endpoint"), "must be an https:// URL")),
+        }
+    }
+    BlobBackend::S3 {
+        bucket: bucket.to_owned(),
+        region: region.unwrap_or("us-east-1").to_owned(),
+        endpoint: endpoint.map(str::to_owned),
+        prefix: prefix.map(str::to_owned),
+        allow_http,
+    }
+}
+
+/// Resolves `[backup]`: unique target names (a local folder by default),
+/// schedules with a valid interval or time of day, the drill interval and
+/// retention. By default: one daily backup to `DATA_DIR/backups`, a drill
+/// every 30 days, and retention of 48 hourly, 180 daily and 12 monthly.
+fn resolve_backup(f: &FileBackup, data_dir: &Path, errors: &mut Vec<ConfigError>) -> BackupSettings {
+    use backup::schedule::{Schedule, When, parse_interval, parse_time_of_day};
+    let mut targets = Vec::new();
+    for (i, t) in f.targets.iter().enumerate() {
+        let at = |member: &str| format!("backup.targets[{i}].{member}");
+        let valid_name = !t.name.is_empty()
+            && t.name.len() <= 64
+            && t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            errors.push(ConfigError::new(at("name"), "must be 1 to 64 letters, digits, '-' or '_'"));
+        }
+        if f.targets[..i].iter().any(|o| o.name == t.name) {
+            errors.push(ConfigError::new(at("name"), format!("{:?} is used by another target", t.name)));
+        }
+        let store = match t.kind.as_str() {
+            "local" => {
+                if t.bucket.is_some() || t.endpoint.is_some() || t.region.is_some() || t.prefix.is_some() {
+                    errors.push(ConfigError::new(at("kind"), "a local target takes only path"));
+                }
+                let root = t.path.clone().unwrap_or_else(|| data_dir.join("backups"));
+                if !root.is_absolute() {
+                    errors.push(ConfigError::new(at("path"), "must be an absolute path"));
+                }
+                store::BlobConfig::Local { root }
+            }
+            "s3" => {
+                if t.path.is_some() {
+                    errors.push(ConfigError::new(at("path"), "an s3 target takes bucket, region, endpoint, prefix"));
+                }
+                let Some(bucket) = &t.bucket else {
+                    errors.push(ConfigError::new(at("bucket"), "an s3 target needs a bucket"));
+                    continue;
+                };
+                match s3_backend(
+                    &format!("backup.targets[{i}]"),
+                    bucket,
+                    t.region.as_deref(),
+                    t.endpoint.as_deref(),
+                    t.prefix.as_deref(),
+                    errors,
+                ) {
+                    BlobBackend::S3 { bucket, region, endpoint, prefix, allow_http } => {
+                        store::BlobConfig::S3 { bucket, region, endpoint, allow_http, prefix }
+                    }
+                    BlobBackend::Local => continue,
+                }
+            }
+            other => {
+                errors.push(ConfigError::new(at("kind"), format!("{other:?} is not one of local, s3")));
+                continue;
+            }
+        };
+        targets.push(BackupTarget { name: t.name.clone(), store });
+    }
+    if f.targets.is_empty() {
+        targets.push(BackupTarget {
+            name: "local".into(),
+            store: store::BlobConfig::Local { root: data_dir.join("backups") },
+        });
+    }
+    let schedules = match &f.schedules {
+        None => vec![Schedule { name: "daily".into(), when: When::Every(Duration::from_secs(86_400)) }],
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                let at = |member: &str| format!("backup.schedules[{i}].{member}");
+                if s.name.is_empty() || s.name.len() > 64 || s.name.chars().any(|c| c.is_control()) {
+                    errors.push(ConfigError::new(at("name"), "must be 1 to 64 printable characters"));
+                }
+                if list[..i].iter().any(|o| o.name == s.name) {
+                    errors.push(ConfigError::new(at("name"), format!("{:?} is used by another schedule", s.name)));
+                }
+                let when = match (&s.every, &s.at) {
+                    (Some(every), None) => parse_interval(every).map(When::Every),
+                    (None, Some(time)) => parse_time_of_day(time).map(|(hour, minute)| When::DailyAt { hour, minute }),
+                    _ => Err("set exactly one of every (such as \"1h\") or at (such as \"02:00\", UTC)".into()),
+                };
+                match when {
+                    Ok(when) => out.push(Schedule { name: s.name.clone(), when }),
+                    Err(m) => errors.push(ConfigError::new(at("every"), m)),
+                }
+            }
+            out
+        }
+    };
+    let drill_every = match f.drill_every.as_deref() {
+        None => Some(Duration::from_secs(30 * 86_400)),
+        Some("off") => None,
+        Some(text) => match parse_interval(text) {
+            Ok(d) => Some(d),
+            Err(m) => {
+                errors.push(ConfigError::new("backup.drill_every", format!("{m}, or \"off\"")));
+                None
+            }
+        },
+    };
+    let poll_secs = f.poll_secs.unwrap_or(60);
+    if !(1..=3600).contains(&poll_secs) {
+        errors.push(ConfigError::new("backup.poll_secs", "must be 1 to 3600 seconds"));
+    }
+    let defaults = backup::retention::Rules::default();
+    let retention = match &f.retention {
+        None => defaults,
+        Some(r) => backup::retention::Rules {
+            hourly: r.hourly.unwrap_or(defaults.hourly),
+            daily: r.daily.unwrap_or(defaults.daily),
+            monthly: r.monthly.unwrap_or(defaults.monthly),
+        },
+    };
+    BackupSettings { targets, schedules, drill_every, poll: Duration::from_secs(poll_secs), retention }
 }
 
 /// Resolves the `[auth]` section.

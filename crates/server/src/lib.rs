@@ -182,6 +182,24 @@ pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine
         .with_support_max(config.support_max))
 }
 
+/// The deployment's backups: every configured target opened, archives
+/// written through `DATA_DIR/backups/work`.
+pub async fn open_backups(config: &Config, engine: &Engine) -> anyhow::Result<backup::Backups> {
+    let targets = open_backup_targets(config).await?;
+    let work = config.data_dir.join("backups").join("work");
+    Ok(backup::Backups::new(engine.clone(), targets, work, config.backup.retention))
+}
+
+/// Every configured backup target, opened.
+pub async fn open_backup_targets(config: &Config) -> anyhow::Result<Vec<backup::Target>> {
+    let mut targets = Vec::new();
+    for t in &config.backup.targets {
+        let blobs = store::BlobStore::open(&t.store).await.with_context(|| format!("backup target {}", t.name))?;
+        targets.push(backup::Target { name: t.name.clone(), blobs });
+    }
+    Ok(targets)
+}
+
 /// Opens the blob store the configuration names.
 pub async fn open_blobs(config: &Config) -> anyhow::Result<store::BlobStore> {
     let blob_config = match &config.blobs {
@@ -224,7 +242,12 @@ const SUPPORT_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
 /// Every background job of a serving instance, stopped with the server.
-async fn background_jobs(engine: Engine, sinks: Vec<engine::Sink>, holder: String) {
+async fn background_jobs(
+    engine: Engine,
+    sinks: Vec<engine::Sink>,
+    holder: String,
+    (backups, backup_settings): (backup::Backups, config::BackupSettings),
+) {
     // Each sink delivers on its own, so one that is down holds up no other;
     // the holder id tells this instance's leases from another's.
     let deliveries = futures_util::future::join_all(sinks.into_iter().map(|sink| {
@@ -262,7 +285,83 @@ async fn background_jobs(engine: Engine, sinks: Vec<engine::Sink>, holder: Strin
             }
         }
     };
-    tokio::join!(rewrap_job(engine), checkpoints, deliveries, support);
+    let scheduled_backups = backup_job(engine.clone(), backups, backup_settings, holder);
+    tokio::join!(rewrap_job(engine), checkpoints, deliveries, support, scheduled_backups);
+}
+
+/// The lease that lets one instance at a time run scheduled backups and
+/// drills, among all those sharing a database.
+const BACKUP_LEASE: &str = "job:backup";
+/// How long the backup lease is held without renewal: longer than a backup
+/// takes, so another instance never starts one alongside.
+const BACKUP_LEASE_SECS: i64 = 3600;
+
+/// Scheduled backups (each followed by pruning) and drills. Every instance
+/// runs the loop; the one holding the lease does the work.
+async fn backup_job(engine: Engine, backups: backup::Backups, settings: config::BackupSettings, holder: String) {
+    use backup::schedule::{When, is_due};
+    let since = time::OffsetDateTime::now_utc();
+    let start = tokio::time::Instant::now() + settings.poll;
+    let mut tick = tokio::time::interval_at(start, settings.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let at = |micros: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    };
+    loop {
+        tick.tick().await;
+        let now_micros = engine::now_micros();
+        let store = engine.store();
+        match store.take_sink_lease(BACKUP_LEASE, &holder, now_micros, now_micros + BACKUP_LEASE_SECS * 1_000_000).await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "backup scheduler: cannot take the lease");
+                continue;
+            }
+        }
+        let now = time::OffsetDateTime::now_utc();
+        for schedule in &settings.schedules {
+            let (last, success) = match store.last_backup_runs(&schedule.name).await {
+                Ok(runs) => runs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "backup scheduler: cannot read past runs");
+                    continue;
+                }
+            };
+            let due =
+                is_due(schedule.when, success.map(|r| at(r.started_at)), last.map(|r| at(r.started_at)), since, now);
+            if !due {
+                continue;
+            }
+            match backups.create(&schedule.name, "system", &backup::Quiet).await {
+                Ok(c) => {
+                    tracing::info!(backup = %c.id, schedule = %schedule.name, bytes = c.bytes, "backup made");
+                    if let Err(e) = backups.prune("system", false).await {
+                        tracing::warn!(error = %e, "pruning backups failed");
+                    }
+                }
+                Err(e) => tracing::warn!(schedule = %schedule.name, error = %e, "backup failed; retrying later"),
+            }
+        }
+        if let Some(every) = settings.drill_every {
+            match store.drills(50).await {
+                Ok(drills) => {
+                    let last = drills.first().map(|d| at(d.started_at));
+                    let success = drills.iter().find(|d| d.outcome == "success").map(|d| at(d.started_at));
+                    if is_due(When::Every(every), success, last, since, now) {
+                        match backups.drill("system", None).await {
+                            Ok(d) => tracing::info!(drill = %d.id, outcome = %d.outcome, "backup drill done"),
+                            Err(e) => tracing::warn!(error = %e, "backup drill could not be recorded"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "backup scheduler: cannot read past drills"),
+            }
+        }
+        let _ = store.release_sink_lease(BACKUP_LEASE, &holder).await;
+    }
 }
 
 /// The background job that finishes key rotations: re-wraps record keys
@@ -402,7 +501,8 @@ pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyh
     tracing::info!(address = %local_addr, backend, "serving HTTPS");
     let holder = uuid::Uuid::new_v4().to_string();
     let sink_names = sinks.iter().map(|s| s.name().to_owned()).collect();
-    let jobs = tokio::spawn(background_jobs(engine.clone(), sinks, holder.clone()));
+    let backups = open_backups(config, &engine).await?;
+    let jobs = tokio::spawn(background_jobs(engine.clone(), sinks, holder.clone(), (backups, config.backup.clone())));
     Ok(Running {
         jobs,
         sink_leases: (holder, sink_names),

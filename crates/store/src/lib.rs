@@ -6,6 +6,7 @@
 
 mod audit;
 pub mod blobs;
+pub mod dump;
 mod identity;
 mod migrate;
 mod postgres;
@@ -28,6 +29,7 @@ use time::OffsetDateTime;
 
 pub use audit::{AuditAppend, AuditQuery, AuditRow, CheckpointRow, SinkCursor};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
+pub use dump::{BackupRunRow, DrillRow, EscrowRow, Restore, Snapshot};
 pub use identity::{
     InvitationRecord, MemberRecord, MembershipChange, MembershipOutcome, ServiceAccountRecord, SessionRecord,
     SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord, UserStatus,

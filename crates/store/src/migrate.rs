@@ -105,6 +105,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "account_grants",
         sql: include_str!("../migrations/sqlite/0011_account_grants.sql"),
     },
+    Migration { version: 12, name: "backups", sql: include_str!("../migrations/sqlite/0012_backups.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -132,6 +133,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "account_grants",
         sql: include_str!("../migrations/postgres/0011_account_grants.sql"),
     },
+    Migration { version: 12, name: "backups", sql: include_str!("../migrations/postgres/0012_backups.sql") },
 ];
 
 #[cfg(test)]

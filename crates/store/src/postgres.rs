@@ -167,14 +167,19 @@ impl PgStore {
     }
 
     pub(crate) async fn destroy_org_keys(&self, org: OrgId) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE org_keys SET wrapped = NULL, state = 'destroyed', updated_at = $1
              WHERE org_id = $2 AND state <> 'destroyed'",
         )
         .bind(crate::now())
         .bind(org.as_uuid())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The escrow key that unlocks this organisation's keys in backups
+        // goes with them.
+        sqlx::query("DELETE FROM backup_escrow WHERE org_id = $1").bind(org.as_uuid()).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 

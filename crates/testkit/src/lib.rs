@@ -261,7 +261,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the app with the configuration adjusted by `tweak`.
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Overrides)) -> anyhow::Result<TestApp> {
-    let db = TestDb::new(backend).await?;
+    spawn_app_on(TestDb::new(backend).await?, tweak).await
+}
+
+/// Starts the app on an existing test store (one restored from a backup).
+pub async fn spawn_app_on(db: TestDb, tweak: impl FnOnce(&mut Overrides)) -> anyhow::Result<TestApp> {
     let mut overrides = db.overrides();
     tweak(&mut overrides);
     let config = Config::load(&overrides)?;

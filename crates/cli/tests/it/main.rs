@@ -5,6 +5,7 @@
 mod attachments;
 mod audit;
 mod audit_sinks;
+mod backups;
 mod binary;
 mod errors;
 mod identity;

@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod backups;
 mod error;
 mod oauth;
 mod orgs;
@@ -94,6 +95,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(support::grants, support::grant))
         .routes(routes!(support::end_grant))
         .routes(routes!(support::act_as))
+        .routes(routes!(backups::drills))
 }
 
 /// Every route, public and protected; the protected ones behind
