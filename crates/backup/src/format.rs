@@ -303,6 +303,10 @@ impl<W: Write> Writer<W> {
 
     fn record(&mut self, tag: u8) -> std::io::Result<()> {
         let len = self.scratch.len();
+        // What the reader would refuse is never written.
+        if len > MAX_RECORD {
+            return Err(std::io::Error::other("a record longer than 64 MiB cannot be archived"));
+        }
         let mut head = [0u8; 5];
         head[0] = tag;
         head[1..]
@@ -369,6 +373,9 @@ impl<W: Write> Writer<W> {
 
     /// Writes a piece of the current blob (at most [`BLOB_PIECE`] bytes).
     pub fn blob_piece(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        if piece.len() > BLOB_PIECE {
+            return Err(std::io::Error::other("a blob piece longer than 64 KiB"));
+        }
         self.blob_hash.update(piece);
         let mut head = [0u8; 5];
         head[0] = T_PIECE;
@@ -600,6 +607,9 @@ impl Reader {
                 Record::TableEnd { rows, sha256: digest }
             }
             T_BLOB => {
+                if st.section.is_some() {
+                    return Err(FormatError::Corrupt("a blob inside a table".into()));
+                }
                 let key = cur.str16()?;
                 let len = cur.u64()?;
                 st.blob_hash.update(body);

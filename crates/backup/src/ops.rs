@@ -32,10 +32,14 @@ const ESCROWS: &str = "escrow";
 /// Most archives a listing reads.
 const MAX_LISTED: usize = 100_000;
 /// Rows buffered per insert when restoring.
-const RESTORE_BATCH: usize = 200;
+const RESTORE_BATCH: usize = 1000;
 /// The key cache of a drill's engine: short-lived, small.
 const DRILL_CACHE: engine::CacheSettings =
     engine::CacheSettings { ttl: std::time::Duration::from_secs(60), max_entries: 1000 };
+/// The lease that makes escrow publishing and deletion exclusive.
+const ESCROW_LEASE: &str = "backup:escrow";
+const ESCROW_LEASE_MICROS: i64 = 300 * 1_000_000;
+const ESCROW_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Records a drill decrypts per organisation.
 const DRILL_SAMPLE: u32 = 5;
 
@@ -57,6 +61,8 @@ pub enum BackupError {
     WrongKey(Uuid),
     #[error("no backup {0} at target {1}")]
     NotFound(String, String),
+    #[error("no readable backup at target {0}")]
+    NoneReadable(String),
     #[error("no backup target named {0}")]
     NoTarget(String),
     #[error("the target store is not empty (table {0} holds rows); restore with --force to replace its content")]
@@ -207,10 +213,12 @@ impl Backups {
         Ok(keys)
     }
 
-    async fn ensure_escrow(&self, org: Uuid) -> Result<EscrowRow> {
+    /// An organisation's escrow key, made if missing; `None` once its keys
+    /// are all destroyed (it never gets one again).
+    async fn ensure_escrow(&self, org: Uuid) -> Result<Option<EscrowRow>> {
         let existing = self.store().backup_escrows().await?.into_iter().find(|r| r.org_id == org);
         if let Some(row) = existing {
-            return Ok(row);
+            return Ok(Some(row));
         }
         let (_, wrapped) =
             self.kms().generate_data_key(&KeyContext::backup_escrow(domain::OrgId::from_uuid(org))).await?;
@@ -223,35 +231,80 @@ impl Backups {
         Ok(self.store().ensure_backup_escrow(&row).await?)
     }
 
-    /// Writes each organisation's escrow object to every target.
-    async fn publish_escrows(&self, rows: &[EscrowRow]) -> Result<()> {
+    /// Takes the lease that makes publishing and deleting escrow objects
+    /// exclusive (a backup against `keys destroy`), waiting up to two minutes.
+    async fn lock_escrows(&self) -> Result<String> {
+        let holder = Uuid::new_v4().to_string();
+        let deadline = Instant::now() + ESCROW_WAIT;
+        loop {
+            let now = engine::now_micros();
+            if self.store().take_sink_lease(ESCROW_LEASE, &holder, now, now + ESCROW_LEASE_MICROS).await? {
+                return Ok(holder);
+            }
+            if Instant::now() > deadline {
+                return Err(BackupError::Other("another backup or key destruction holds the escrow lease".into()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn unlock_escrows(&self, holder: &str) {
+        let _ = self.store().release_sink_lease(ESCROW_LEASE, holder).await;
+    }
+
+    /// Brings the escrow objects at every target in line with the store,
+    /// under the escrow lease: each escrow row is written, and the object of
+    /// any organisation of ours without a row (its keys destroyed) deleted.
+    /// Objects of organisations this deployment does not know are left alone.
+    async fn publish_escrows(&self) -> Result<()> {
+        let holder = self.lock_escrows().await?;
+        let result = self.publish_escrows_locked().await;
+        self.unlock_escrows(&holder).await;
+        result
+    }
+
+    async fn publish_escrows_locked(&self) -> Result<()> {
         let info = self.kms().info();
-        for row in rows {
-            let object = EscrowObject {
-                format: 1,
-                org: row.org_id,
-                kms_backend: info.backend.to_owned(),
-                kms_key_id: row.kms_key_id.clone(),
-                wrapped: B64.encode(&row.wrapped),
-                created_at: row.created_at,
-            };
-            let body = Bytes::from(serde_json::to_vec(&object).map_err(|e| BackupError::Other(e.to_string()))?);
-            for t in &self.targets {
-                let key = escrow_key(row.org_id)?;
-                let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(body.clone())]);
-                t.blobs
-                    .put(&key, stream)
-                    .await
-                    .map_err(|source| BackupError::Target { target: t.name.clone(), source })?;
+        let rows = self.store().backup_escrows().await?;
+        let shredded: Vec<Uuid> = self
+            .store()
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(|o| o.id.as_uuid())
+            .filter(|id| !rows.iter().any(|r| r.org_id == *id))
+            .collect();
+        for t in &self.targets {
+            let fail = |source| BackupError::Target { target: t.name.clone(), source };
+            for row in &rows {
+                let object = EscrowObject {
+                    format: 1,
+                    org: row.org_id,
+                    kms_backend: info.backend.to_owned(),
+                    kms_key_id: row.kms_key_id.clone(),
+                    wrapped: B64.encode(&row.wrapped),
+                    created_at: row.created_at,
+                };
+                let body = Bytes::from(serde_json::to_vec(&object).map_err(|e| BackupError::Other(e.to_string()))?);
+                let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
+                t.blobs.put(&escrow_key(row.org_id)?, stream).await.map_err(fail)?;
+            }
+            for org in &shredded {
+                t.blobs.delete(&escrow_key(*org)?).await.map_err(fail)?;
             }
         }
         Ok(())
     }
 
     /// Crypto-shredding reaches backups: deletes an organisation's escrow
-    /// object at every target (its row went with its keys). Returns the
-    /// targets that could not be reached.
+    /// object at every target (its row went with its keys), under the
+    /// escrow lease so no backup puts it back. Returns the targets that
+    /// could not be reached; every later backup deletes it there again.
     pub async fn forget_org(&self, org: Uuid) -> Vec<(String, String)> {
+        let holder = match self.lock_escrows().await {
+            Ok(h) => h,
+            Err(e) => return self.targets.iter().map(|t| (t.name.clone(), e.to_string())).collect(),
+        };
         let mut failed = Vec::new();
         for t in &self.targets {
             let result = match escrow_key(org) {
@@ -262,6 +315,7 @@ impl Backups {
                 failed.push((t.name.clone(), e));
             }
         }
+        self.unlock_escrows(&holder).await;
         failed
     }
 
@@ -340,7 +394,7 @@ impl Backups {
             wrapped_key: B64.encode(&wrapped.0),
             schedule: schedule.to_owned(),
         };
-        std::fs::create_dir_all(&self.work_dir)?;
+        create_private_dir(&self.work_dir)?;
         let partial = self.work_dir.join(format!(".{id}.partial"));
         let _cleanup = RemoveOnDrop(partial.clone());
         let file = open_private(&partial)?;
@@ -411,11 +465,14 @@ impl Backups {
             }
         }
         manifest.blobs_sha256 = w.blobs_sha256();
-        let escrows = self.store().backup_escrows().await?;
-        manifest.escrowed_orgs = escrows.iter().map(|r| r.org_id).filter(|o| escrow_keys.contains_key(o)).collect();
+        manifest.escrowed_orgs = escrow_keys.keys().copied().collect();
+        manifest.escrowed_orgs.sort();
         let (out, bytes, digest) = w.finish(&manifest)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
 
+        // Escrow objects first: an archive is never at a target without
+        // what opens its organisations' keys.
+        self.publish_escrows().await?;
         progress.stage("upload", Some(bytes * self.targets.len() as u64));
         let key = archive_key(id)?;
         for t in &self.targets {
@@ -435,7 +492,6 @@ impl Backups {
                 return Err(BackupError::CopyMismatch(t.name.clone()));
             }
         }
-        self.publish_escrows(&escrows).await?;
         progress.finish();
         Ok(Created {
             id,
@@ -461,17 +517,26 @@ impl Backups {
             return Err(BackupError::Other("org_keys row without organisation or version".into()));
         };
         let (org, version) = (*org, *version);
-        if let Value::Bytes(wrapped) = &row[wrapped_i] {
+        if let Value::Bytes(wrapped) = row[wrapped_i].clone() {
             let key = match escrow_keys.entry(org) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    // An organisation whose escrow key is not made yet.
-                    let escrow = self.ensure_escrow(org).await?;
-                    let context = KeyContext::backup_escrow(domain::OrgId::from_uuid(org));
-                    slot.insert(self.kms().unwrap(&WrappedKey(escrow.wrapped.clone()), &context).await?)
-                }
+                std::collections::hash_map::Entry::Vacant(slot) => match self.ensure_escrow(org).await? {
+                    Some(escrow) => {
+                        let context = KeyContext::backup_escrow(domain::OrgId::from_uuid(org));
+                        slot.insert(self.kms().unwrap(&WrappedKey(escrow.wrapped.clone()), &context).await?)
+                    }
+                    None => {
+                        // Destroyed after the snapshot was taken: the archive
+                        // keeps it destroyed.
+                        row[wrapped_i] = Value::Null;
+                        if let Some(state) = table.column("state") {
+                            row[state] = Value::Text("destroyed".into());
+                        }
+                        return Ok(());
+                    }
+                },
             };
-            let sealed = crypto::seal(key, &escrow_aad(org, version), wrapped)
+            let sealed = crypto::seal(key, &escrow_aad(org, version), &wrapped)
                 .map_err(|e| BackupError::Other(format!("sealing a key version: {e}")))?;
             row[wrapped_i] = Value::Bytes(sealed);
         }
@@ -677,7 +742,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub async fn new(work_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(work_dir)?;
+        create_private_dir(work_dir)?;
         let dir = tempfile::Builder::new().prefix(".drill-").tempdir_in(work_dir)?;
         let key = Key256::generate().map_err(|e| BackupError::Other(e.to_string()))?;
         let store =
@@ -710,6 +775,12 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// A folder only this user can enter.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
 }
 
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
@@ -750,7 +821,7 @@ fn attachment_ref(table: &Table, row: &[Value]) -> Result<(Uuid, Uuid, String)> 
 
 /// The newest archive at a target.
 pub async fn newest_at(t: &Target) -> Result<Listed> {
-    list_target(t).await?.into_iter().next_back().ok_or_else(|| BackupError::NotFound("(any)".into(), t.name.clone()))
+    list_target(t).await?.into_iter().next_back().ok_or_else(|| BackupError::NoneReadable(t.name.clone()))
 }
 
 async fn list_target(t: &Target) -> Result<Vec<Listed>> {
@@ -764,7 +835,16 @@ async fn list_target(t: &Target) -> Result<Vec<Listed>> {
         let Some(id) = key.rsplit('/').next().and_then(|s| Uuid::parse_str(s).ok()) else { continue };
         let blob_key = archive_key(id)?;
         let Some(bytes) = t.blobs.head(&blob_key).await.map_err(fail)? else { continue };
-        let header = read_header(t, id).await?;
+        let header = match read_header(t, id).await {
+            Ok(h) => h,
+            // One unreadable object does not hide the others (nor stop
+            // pruning); verify or restore names what is wrong with it.
+            Err(BackupError::Format(e)) => {
+                tracing::warn!(backup = %id, target = %t.name, error = %e, "an archive's header cannot be read; skipped");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         out.push(Listed {
             target: t.name.clone(),
             id,
@@ -812,11 +892,19 @@ pub async fn restore(
         StoreError::Conflict { what } => BackupError::NotEmpty(what),
         other => other.into(),
     })?;
-    read_archive(kms, from, id, Some(Sink { restore, blobs: into_blobs.clone(), written: Vec::new() }), progress).await
+    read_archive(
+        kms,
+        from,
+        id,
+        Some(Sink { restore: Some(restore), blobs: into_blobs.clone(), written: Vec::new() }),
+        progress,
+    )
+    .await
 }
 
 struct Sink {
-    restore: store::Restore,
+    /// Taken when committed.
+    restore: Option<store::Restore>,
     blobs: BlobStore,
     written: Vec<BlobKey>,
 }
@@ -845,7 +933,7 @@ async fn read_archive(
     let mut stream = from.blobs.get(&archive_key(id)?).await.map_err(fail)?;
     let mut reader = Reader::new()?;
     let mut state = ReadState { id, ..ReadState::default() };
-    let mut escrow = Escrows { keys: HashMap::new(), rows: HashMap::new() };
+    let mut escrow = Escrows { keys: HashMap::new(), rows: HashMap::new(), unopened: Default::default() };
 
     let result = async {
         let mut unlocked = false;
@@ -884,24 +972,9 @@ async fn read_archive(
         if !state.manifest_seen {
             return Err(FormatError::Truncated("the manifest is missing").into());
         }
-        Ok::<_, BackupError>(())
-    }
-    .await;
-
-    match (result, sink) {
-        (Err(e), Some(sink)) => {
-            // Nothing of the store changed; remove the blobs written so far.
-            if let Some(upload) = state.blob.take() {
-                upload.task.abort();
-            }
-            for key in &sink.written {
-                let _ = sink.blobs.delete(key).await;
-            }
-            Err(e)
-        }
-        (Err(e), None) => Err(e),
-        (Ok(()), Some(sink)) => {
-            let mut restore = sink.restore;
+        if let Some(sink) = sink.as_mut()
+            && let Some(mut restore) = sink.restore.take()
+        {
             for (org, att) in &state.missing_blobs {
                 restore.drop_attachment(*org, *att).await?;
             }
@@ -909,10 +982,26 @@ async fn read_archive(
                 restore.put_escrow(&row).await?;
             }
             restore.commit().await?;
-            progress.finish();
-            Ok(state.into_restored(started))
         }
-        (Ok(()), None) => {
+        Ok::<_, BackupError>(())
+    }
+    .await;
+
+    match (result, sink) {
+        (Err(e), Some(sink)) => {
+            // Nothing of the store changed (its transaction is dropped
+            // uncommitted); remove the blobs this restore added.
+            if let Some(upload) = state.blob.take() {
+                upload.task.abort();
+                let _ = upload.task.await;
+            }
+            for key in &sink.written {
+                let _ = sink.blobs.delete(key).await;
+            }
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+        (Ok(()), _) => {
             progress.finish();
             Ok(state.into_restored(started))
         }
@@ -925,12 +1014,16 @@ async fn read_archive(
 struct Escrows {
     keys: HashMap<Uuid, Key256>,
     rows: HashMap<Uuid, EscrowRow>,
+    /// Objects present that this root key does not open: another
+    /// deployment's, or ours after the root key was lost.
+    unopened: std::collections::HashSet<Uuid>,
 }
 
 async fn load_escrows(kms: &Kms, t: &Target) -> Result<Escrows> {
     let fail = |source| BackupError::Target { target: t.name.clone(), source };
     let mut keys = HashMap::new();
     let mut rows = HashMap::new();
+    let mut unopened = std::collections::HashSet::new();
     for key in t.blobs.list(ESCROWS, MAX_LISTED).await.map_err(fail)? {
         let Some(org) = key.rsplit('/').next().and_then(|s| Uuid::parse_str(s).ok()) else { continue };
         let blob_key = escrow_key(org)?;
@@ -952,7 +1045,7 @@ async fn load_escrows(kms: &Kms, t: &Target) -> Result<Escrows> {
             // Another deployment's organisation sharing the target: not ours
             // to open, and no archive of ours needs it.
             Err(_) => {
-                tracing::warn!(org = %org, target = %t.name, "an escrow object does not unwrap under this root key; ignored");
+                unopened.insert(org);
                 continue;
             }
         };
@@ -962,7 +1055,7 @@ async fn load_escrows(kms: &Kms, t: &Target) -> Result<Escrows> {
             EscrowRow { org_id: org, wrapped, kms_key_id: object.kms_key_id, created_at: object.created_at },
         );
     }
-    Ok(Escrows { keys, rows })
+    Ok(Escrows { keys, rows, unopened })
 }
 
 #[derive(Default)]
@@ -1002,6 +1095,15 @@ impl ReadState {
                 let Some((table, positions)) = &self.table else {
                     return Err(FormatError::Corrupt("a row outside a table".into()).into());
                 };
+                for (v, &p) in values.iter().zip(positions.iter()) {
+                    if table.columns[p].1 == store::dump::ColumnKind::Int32
+                        && let Value::Int(i) = v
+                        && i32::try_from(*i).is_err()
+                    {
+                        let column = table.columns[p].0;
+                        return Err(BackupError::Incompatible(format!("{}.{column} out of range", table.name)));
+                    }
+                }
                 if table.name == "org_keys" {
                     let (table, positions) = (*table, positions.clone());
                     self.open_org_key(table, &positions, &mut values, escrow)?;
@@ -1024,11 +1126,16 @@ impl ReadState {
                 let blob_key =
                     BlobKey::new(&key).map_err(|_| FormatError::Corrupt("an attachment with a bad key".into()))?;
                 if let Some(sink) = sink {
+                    // A blob already there (same key, same bytes: keys are
+                    // ids) is not this restore's to remove on failure.
+                    let existed = sink.blobs.head(&blob_key).await.ok().flatten().is_some();
                     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
                     let blobs = sink.blobs.clone();
                     let k = blob_key.clone();
                     let task = tokio::spawn(async move { blobs.put(&k, tokio_stream_from(rx)).await });
-                    sink.written.push(blob_key.clone());
+                    if !existed {
+                        sink.written.push(blob_key.clone());
+                    }
                     self.blob = Some(BlobUpload { key: blob_key, left: len, tx: Some(tx), task });
                     if len == 0 {
                         self.end_blob().await?;
@@ -1093,6 +1200,11 @@ impl ReadState {
                 })?;
                 values[wrapped_i] = Value::Bytes(opened.to_vec());
             }
+            None if escrow.unopened.contains(&org) => {
+                return Err(BackupError::Other(format!(
+                    "the escrow object of organisation {org} does not unwrap under this root key; refusing to restore its keys as destroyed"
+                )));
+            }
             None => {
                 // Crypto-shredded since the backup: restored as destroyed.
                 values[wrapped_i] = Value::Null;
@@ -1112,8 +1224,10 @@ impl ReadState {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batch);
-        if let (Some(sink), Some((table, positions))) = (sink, &self.table) {
-            sink.restore.insert(table, positions, &batch).await?;
+        if let (Some(sink), Some((table, positions))) = (sink, &self.table)
+            && let Some(restore) = sink.restore.as_mut()
+        {
+            restore.insert(table, positions, batch).await?;
         }
         Ok(())
     }

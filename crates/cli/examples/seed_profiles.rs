@@ -119,8 +119,24 @@ const CITIES: &[&str] = &["Lisbon", "Utrecht", "Gdansk", "Tampere", "Ghent", "Po
 const COUNTRIES: &[&str] = &["PT", "NL", "PL", "FI", "BE", "FR", "CZ", "DK"];
 const STAGES: &[&str] = &["applied", "interview", "offer", "hired"];
 const WORDS: &[&str] = &[
-    "patient", "reported", "follow-up", "allergy", "medication", "review", "scheduled", "history", "declined",
-    "consent", "referral", "specialist", "results", "pending", "stable", "improving", "dosage", "adjusted",
+    "patient",
+    "reported",
+    "follow-up",
+    "allergy",
+    "medication",
+    "review",
+    "scheduled",
+    "history",
+    "declined",
+    "consent",
+    "referral",
+    "specialist",
+    "results",
+    "pending",
+    "stable",
+    "improving",
+    "dosage",
+    "adjusted",
 ];
 
 /// About 1 KB of field values for profile `i`; the notes make up most of it.

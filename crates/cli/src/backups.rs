@@ -203,18 +203,19 @@ async fn restore(
     let restored = backup::restore(&kms, from, id, &store, &blobs, force, &Bars::new()).await;
     store.close().await;
     let restored = restored?;
-    // The restored deployment's own trail records the restore.
-    let engine = server::open_engine(config, false).await?;
-    engine
-        .record_operation(
-            "cli",
-            "backup.restore",
-            format!("backup:{id}"),
-            true,
-            vec![format!("target:{}", from.name), format!("rows:{}", restored.rows)],
-        )
-        .await?;
-    engine.shutdown().await;
+    // The restored deployment's own trail records the restore. It is
+    // committed already: a failure here is a warning, not a failed restore.
+    match server::open_engine(config, false).await {
+        Ok(engine) => {
+            let fields = vec![format!("target:{}", from.name), format!("rows:{}", restored.rows)];
+            if let Err(e) = engine.record_operation("cli", "backup.restore", format!("backup:{id}"), true, fields).await
+            {
+                eprintln!("warning: restored, but the restore could not be audited: {e}");
+            }
+            engine.shutdown().await;
+        }
+        Err(e) => eprintln!("warning: restored, but the restore could not be audited: {e:#}"),
+    }
     println!(
         "Restored backup {} from {}: {} rows in {} tables, {} attachments, in {:.1} s",
         restored.id,
@@ -238,8 +239,8 @@ async fn drill_from_scratch(config: &server::config::Config, target: Option<&str
     let started_at = engine::now_micros();
     let engine = server::open_engine(config, false).await?;
     let backups = server::open_backups(config, &engine).await?;
-    let work = config.data_dir.join("backups").join("work");
-    std::fs::create_dir_all(&work)?;
+    let work = config.data_dir.join("backup-work");
+    backup::ops::create_private_dir(&work)?;
     let scratch = tempfile::Builder::new().prefix(".recovery-").tempdir_in(&work)?;
     let mut report = backup::DrillReport::default();
     let mut backup_id = None;
@@ -305,6 +306,9 @@ fn fresh_config(config: &server::config::Config, dir: &Path) -> anyhow::Result<s
     fresh.listen = "127.0.0.1:0".parse()?;
     fresh.tls = server::config::TlsSource::Generated { names: vec!["localhost".into()] };
     fresh.audit_sinks = Vec::new();
+    // The rehearsal must not mail anyone: the restored trail may hold
+    // sessions whose summaries were not yet sent.
+    fresh.smtp = None;
     fresh.backup.schedules = Vec::new();
     fresh.backup.drill_every = None;
     fresh.backup.targets = Vec::new();

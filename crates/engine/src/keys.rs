@@ -330,6 +330,18 @@ impl Keys {
         self.rewrap_platform_key(&current).await?;
         self.rewrap_signing_keys(&current).await?;
         let mut done = 0;
+        // Backup escrow keys: archives keep opening after the old root
+        // version goes.
+        for row in self.store.backup_escrows().await? {
+            if row.kms_key_id == current {
+                continue;
+            }
+            let ctx = KeyContext::backup_escrow(OrgId::from_uuid(row.org_id));
+            let key =
+                self.kms.unwrap(&WrappedKey(row.wrapped.clone()), &ctx).await.map_err(|e| self.failed(None, e))?;
+            let wrapped = self.kms.wrap(&key, &ctx).await.map_err(|e| self.failed(None, e))?;
+            self.store.rewrap_backup_escrow(row.org_id, &wrapped.0, &current).await?;
+        }
         for record in self.store.all_org_keys().await? {
             if record.state == KeyState::Destroyed || record.kms_key_id == current {
                 continue;

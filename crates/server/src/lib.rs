@@ -138,7 +138,7 @@ async fn not_found() -> Problem {
 /// Creates the data directory and its folders, private to this user.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    for sub in ["", "blobs", "backups", "tls", keys::KEYSTORE_DIR] {
+    for sub in ["", "blobs", "backups", "backup-work", "tls", keys::KEYSTORE_DIR] {
         let path = dir.join(sub);
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -183,10 +183,10 @@ pub async fn open_engine(config: &Config, create: bool) -> anyhow::Result<Engine
 }
 
 /// The deployment's backups: every configured target opened, archives
-/// written through `DATA_DIR/backups/work`.
+/// written through `DATA_DIR/backup-work` (outside every target).
 pub async fn open_backups(config: &Config, engine: &Engine) -> anyhow::Result<backup::Backups> {
     let targets = open_backup_targets(config).await?;
-    let work = config.data_dir.join("backups").join("work");
+    let work = config.data_dir.join("backup-work");
     Ok(backup::Backups::new(engine.clone(), targets, work, config.backup.retention))
 }
 
@@ -294,13 +294,21 @@ async fn background_jobs(
 const BACKUP_LEASE: &str = "job:backup";
 /// How long the backup lease is held without renewal: longer than a backup
 /// takes, so another instance never starts one alongside.
-const BACKUP_LEASE_SECS: i64 = 3600;
+const BACKUP_LEASE_SECS: i64 = 900;
+/// How often a round renews its lease.
+const BACKUP_LEASE_RENEW: Duration = Duration::from_secs(300);
 
 /// Scheduled backups (each followed by pruning) and drills. Every instance
 /// runs the loop; the one holding the lease does the work.
 async fn backup_job(engine: Engine, backups: backup::Backups, settings: config::BackupSettings, holder: String) {
     use backup::schedule::{When, is_due};
-    let since = time::OffsetDateTime::now_utc();
+    // Schedules that never ran count from the deployment's first start, so
+    // restarts do not put the first backup off for ever.
+    let since = match engine.store().first_audit_micros(engine::PLATFORM_CHAIN).await {
+        Ok(Some(micros)) => time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
+        _ => time::OffsetDateTime::now_utc(),
+    };
     let start = tokio::time::Instant::now() + settings.poll;
     let mut tick = tokio::time::interval_at(start, settings.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -321,6 +329,21 @@ async fn backup_job(engine: Engine, backups: backup::Backups, settings: config::
                 continue;
             }
         }
+        // Renewed while the round runs, so no other instance starts one.
+        let renewer = {
+            let engine = engine.clone();
+            let holder = holder.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(BACKUP_LEASE_RENEW).await;
+                    let now = engine::now_micros();
+                    let until = now + BACKUP_LEASE_SECS * 1_000_000;
+                    if !matches!(engine.store().take_sink_lease(BACKUP_LEASE, &holder, now, until).await, Ok(true)) {
+                        tracing::warn!("backup scheduler: lost its lease while working");
+                    }
+                }
+            })
+        };
         let now = time::OffsetDateTime::now_utc();
         for schedule in &settings.schedules {
             let (last, success) = match store.last_backup_runs(&schedule.name).await {
@@ -360,6 +383,7 @@ async fn backup_job(engine: Engine, backups: backup::Backups, settings: config::
                 Err(e) => tracing::warn!(error = %e, "backup scheduler: cannot read past drills"),
             }
         }
+        renewer.abort();
         let _ = store.release_sink_lease(BACKUP_LEASE, &holder).await;
     }
 }

@@ -471,9 +471,11 @@ impl Snapshot {
     }
 }
 
-/// Rows per INSERT statement when restoring (well under both backends'
-/// bound-parameter limits for the widest table).
-const INSERT_BATCH: usize = 200;
+/// Bound parameters per INSERT statement when restoring: under SQLite's
+/// limit (32,766) and PostgreSQL's (65,535).
+const MAX_PARAMS: usize = 30_000;
+/// Rows per INSERT statement at most.
+const MAX_ROWS_PER_INSERT: usize = 1000;
 
 /// A restore under way: one write transaction over the whole store, which
 /// commits only in [`Restore::commit`]. Dropped uncommitted, it leaves the
@@ -492,12 +494,16 @@ impl Restore {
     /// Inserts rows of `table` given in the archive's column order:
     /// `columns` holds each archived column's position in the table. Columns
     /// the archive lacks (added by a later migration) take their default.
-    pub async fn insert(&mut self, table: &'static Table, columns: &[usize], rows: &[Vec<Value>]) -> Result<()> {
-        for batch in rows.chunks(INSERT_BATCH) {
-            let names: Vec<&str> = columns.iter().map(|&i| table.columns[i].0).collect();
+    /// Values are moved into the statements, never copied.
+    pub async fn insert(&mut self, table: &'static Table, columns: &[usize], rows: Vec<Vec<Value>>) -> Result<()> {
+        let per_statement = (MAX_PARAMS / columns.len().max(1)).clamp(1, MAX_ROWS_PER_INSERT);
+        let names: Vec<&str> = columns.iter().map(|&i| table.columns[i].0).collect();
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let batch: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
             let mut sql = format!("INSERT INTO {} ({}) VALUES ", table.name, names.join(", "));
             let mut n = 0;
-            for (r, _) in batch.iter().enumerate() {
+            for r in 0..batch.len() {
                 if r > 0 {
                     sql.push_str(", ");
                 }
@@ -518,7 +524,7 @@ impl Restore {
                 Tx::Sqlite(tx) => {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for row in batch {
-                        for (v, &i) in row.iter().zip(columns) {
+                        for (v, &i) in row.into_iter().zip(columns) {
                             q = bind_sqlite(q, v, table.columns[i].1);
                         }
                     }
@@ -527,7 +533,7 @@ impl Restore {
                 Tx::Postgres(tx) => {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for row in batch {
-                        for (v, &i) in row.iter().zip(columns) {
+                        for (v, &i) in row.into_iter().zip(columns) {
                             q = bind_postgres(q, v, table.columns[i].1);
                         }
                     }
@@ -600,21 +606,21 @@ impl Restore {
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-fn bind_sqlite<'q>(q: SqliteQuery<'q>, v: &Value, kind: ColumnKind) -> SqliteQuery<'q> {
+fn bind_sqlite<'q>(q: SqliteQuery<'q>, v: Value, kind: ColumnKind) -> SqliteQuery<'q> {
     match (v, kind) {
         (Value::Null, ColumnKind::Int | ColumnKind::Int32 | ColumnKind::Bool) => q.bind(None::<i64>),
         (Value::Null, ColumnKind::Text | ColumnKind::Time) => q.bind(None::<String>),
         (Value::Null, ColumnKind::Bytes | ColumnKind::Uuid) => q.bind(None::<Vec<u8>>),
-        (Value::Int(i), _) => q.bind(*i),
-        (Value::Bool(b), _) => q.bind(*b),
-        (Value::Text(s), _) => q.bind(s.clone()),
-        (Value::Bytes(b), _) => q.bind(b.clone()),
-        (Value::Uuid(u), _) => q.bind(*u),
-        (Value::Time(t), _) => q.bind(*t),
+        (Value::Int(i), _) => q.bind(i),
+        (Value::Bool(b), _) => q.bind(b),
+        (Value::Text(s), _) => q.bind(s),
+        (Value::Bytes(b), _) => q.bind(b),
+        (Value::Uuid(u), _) => q.bind(u),
+        (Value::Time(t), _) => q.bind(t),
     }
 }
 
-fn bind_postgres<'q>(q: PgQuery<'q>, v: &Value, kind: ColumnKind) -> PgQuery<'q> {
+fn bind_postgres<'q>(q: PgQuery<'q>, v: Value, kind: ColumnKind) -> PgQuery<'q> {
     match (v, kind) {
         (Value::Null, ColumnKind::Int) => q.bind(None::<i64>),
         (Value::Null, ColumnKind::Int32) => q.bind(None::<i32>),
@@ -623,15 +629,15 @@ fn bind_postgres<'q>(q: PgQuery<'q>, v: &Value, kind: ColumnKind) -> PgQuery<'q>
         (Value::Null, ColumnKind::Bytes) => q.bind(None::<Vec<u8>>),
         (Value::Null, ColumnKind::Uuid) => q.bind(None::<Uuid>),
         (Value::Null, ColumnKind::Time) => q.bind(None::<OffsetDateTime>),
-        // Checked by the caller: an archived 32-bit column holds a value that
-        // fits, and a bad one is refused by the database, never truncated.
-        (Value::Int(i), ColumnKind::Int32) => q.bind(i32::try_from(*i).unwrap_or(i32::MIN)),
-        (Value::Int(i), _) => q.bind(*i),
-        (Value::Bool(b), _) => q.bind(*b),
-        (Value::Text(s), _) => q.bind(s.clone()),
-        (Value::Bytes(b), _) => q.bind(b.clone()),
-        (Value::Uuid(u), _) => q.bind(*u),
-        (Value::Time(t), _) => q.bind(*t),
+        // The backup reader refuses an archived 32-bit value that does not
+        // fit before it gets here.
+        (Value::Int(i), ColumnKind::Int32) => q.bind(i32::try_from(i).unwrap_or(i32::MIN)),
+        (Value::Int(i), _) => q.bind(i),
+        (Value::Bool(b), _) => q.bind(b),
+        (Value::Text(s), _) => q.bind(s),
+        (Value::Bytes(b), _) => q.bind(b),
+        (Value::Uuid(u), _) => q.bind(u),
+        (Value::Time(t), _) => q.bind(t),
     }
 }
 
@@ -841,14 +847,19 @@ impl Store {
         both!(self, |pool| sqlx::query(sql).fetch_all(pool).await?.iter().map(escrow_from_row).collect())
     }
 
-    /// Stores an organisation's escrow key unless it has one; returns the
-    /// one that is stored.
-    pub async fn ensure_backup_escrow(&self, row: &EscrowRow) -> Result<EscrowRow> {
+    /// Stores an organisation's escrow key unless it has one, and only
+    /// while it holds a live key version; returns the one stored, or `None`
+    /// for an organisation whose keys are all destroyed.
+    pub async fn ensure_backup_escrow(&self, row: &EscrowRow) -> Result<Option<EscrowRow>> {
         let insert = sql2!(
             self,
-            "INSERT INTO backup_escrow (org_id, wrapped, kms_key_id, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO backup_escrow (org_id, wrapped, kms_key_id, created_at)
+             SELECT ?, ?, ?, ? WHERE EXISTS
+                 (SELECT 1 FROM org_keys WHERE org_id = ? AND state <> 'destroyed')
              ON CONFLICT (org_id) DO NOTHING",
-            "INSERT INTO backup_escrow (org_id, wrapped, kms_key_id, created_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO backup_escrow (org_id, wrapped, kms_key_id, created_at)
+             SELECT $1, $2, $3, $4 WHERE EXISTS
+                 (SELECT 1 FROM org_keys WHERE org_id = $1 AND state <> 'destroyed')
              ON CONFLICT (org_id) DO NOTHING"
         );
         let select = sql2!(
@@ -857,14 +868,44 @@ impl Store {
             "SELECT org_id, wrapped, kms_key_id, created_at FROM backup_escrow WHERE org_id = $1"
         );
         both!(self, |pool| {
-            sqlx::query(insert)
-                .bind(row.org_id)
-                .bind(&row.wrapped)
-                .bind(&row.kms_key_id)
-                .bind(row.created_at)
-                .execute(pool)
-                .await?;
-            escrow_from_row(&sqlx::query(select).bind(row.org_id).fetch_one(pool).await?)
+            let mut q =
+                sqlx::query(insert).bind(row.org_id).bind(&row.wrapped).bind(&row.kms_key_id).bind(row.created_at);
+            if matches!(self.backend, crate::Backend::Sqlite(_)) {
+                q = q.bind(row.org_id);
+            }
+            q.execute(pool).await?;
+            sqlx::query(select).bind(row.org_id).fetch_optional(pool).await?.map(|r| escrow_from_row(&r)).transpose()
+        })
+    }
+
+    /// Replaces an escrow key's wrapped form after a root-key rotation.
+    pub async fn rewrap_backup_escrow(&self, org: Uuid, wrapped: &[u8], kms_key_id: &str) -> Result<()> {
+        let sql = sql2!(
+            self,
+            "UPDATE backup_escrow SET wrapped = ?, kms_key_id = ? WHERE org_id = ?",
+            "UPDATE backup_escrow SET wrapped = $1, kms_key_id = $2 WHERE org_id = $3"
+        );
+        both!(self, |pool| sqlx::query(sql)
+            .bind(wrapped)
+            .bind(kms_key_id)
+            .bind(org)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// When a chain's first entry was written (the deployment's first start,
+    /// for the platform chain), in microseconds.
+    pub async fn first_audit_micros(&self, chain: &str) -> Result<Option<i64>> {
+        let sql = sql2!(
+            self,
+            "SELECT at_micros FROM audit_entries WHERE chain = ? ORDER BY seq LIMIT 1",
+            "SELECT at_micros FROM audit_entries WHERE chain = $1 ORDER BY seq LIMIT 1"
+        );
+        both!(self, |pool| {
+            let row = sqlx::query(sql).bind(chain).fetch_optional(pool).await?;
+            Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
         })
     }
 

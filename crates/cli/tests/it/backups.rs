@@ -306,6 +306,7 @@ backend_tests! {
         ok(cli(&app.db, &["backup", "create", "--dev", "--config", conf.arg()], &[]));
         let file = archive_files(&conf).pop().unwrap_or_else(|| panic!("no archive"));
         let good = std::fs::read(&file).unwrap_or_else(|e| panic!("{e}"));
+        let id = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
 
         let fresh = fresh_with_keys_of(&app.db, backend).await;
         let mut flipped = good.clone();
@@ -322,7 +323,7 @@ backend_tests! {
         ];
         for (what, bytes, message) in cases {
             std::fs::write(&file, &bytes).unwrap_or_else(|e| panic!("{e}"));
-            let err = failed(cli(&fresh, &["backup", "restore", "--dev", "--config", conf.arg()], &[]));
+            let err = failed(cli(&fresh, &["backup", "restore", "--id", &id, "--dev", "--config", conf.arg()], &[]));
             assert!(err.contains(message), "{what}: {err}");
             let store = fresh.open_store().await.unwrap_or_else(|e| panic!("{e:#}"));
             assert_eq!(store.first_non_empty_table().await.unwrap_or_else(|e| panic!("{e}")), None, "{what}: the store changed");
@@ -357,7 +358,7 @@ backend_tests! {
 
         // With no backup yet, the scheduled drill fails, and says so.
         let first = wait_for_drill(&operator, |d| d["outcome"] == "failure").await;
-        assert!(first["report"]["error"].as_str().unwrap_or_default().contains("no backup"), "{first}");
+        assert!(first["report"]["error"].as_str().unwrap_or_default().contains("no readable backup"), "{first}");
 
         // Three backups; retention that keeps only the newest prunes two.
         for _ in 0..3 {
@@ -444,4 +445,110 @@ async fn wait_for_drill(operator: &UserClient, matches: impl Fn(&Value) -> bool)
         assert!(std::time::Instant::now() < deadline, "no matching drill: {v}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The resident memory of this process, in bytes (the backup runs in it).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `n` bytes that do not compress, in 1 MiB chunks.
+fn incompressible(n: u64) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    use sha2::{Digest, Sha256};
+    futures_util::stream::iter((0..n.div_ceil(1 << 20)).map(move |i| {
+        let len = (n - i * (1 << 20)).min(1 << 20) as usize;
+        let mut chunk = Vec::with_capacity(len);
+        let mut block = Sha256::digest(i.to_be_bytes()).to_vec();
+        while chunk.len() < len {
+            chunk.extend_from_slice(&block[..block.len().min(len - chunk.len())]);
+            block = Sha256::digest(&block).to_vec();
+        }
+        Ok(bytes::Bytes::from(chunk))
+    }))
+}
+
+async fn blob_digest(blobs: &store::BlobStore, key: &str) -> Vec<u8> {
+    use futures_util::StreamExt;
+    use sha2::{Digest, Sha256};
+    let key = store::BlobKey::new(key).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = blobs.get(&key).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut h = Sha256::new();
+    while let Some(chunk) = s.next().await {
+        h.update(chunk.unwrap_or_else(|e| panic!("{e}")));
+    }
+    h.finalize().to_vec()
+}
+
+// A 100 MiB attachment goes into an archive and back out of it without
+// the archive ever being held in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_attachment_is_backed_up_and_restored_in_bounded_memory() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let conf = Conf::new(&backup_section(None, "schedules = []\ndrill_every = \"off\""));
+    let app = spawn_app_with(Backend::Sqlite, |o| o.config_file = Some(conf.path.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let acme = org(&app, "acme-big", 1).await;
+    let res = acme
+        .editor
+        .request(Method::PUT, &format!("/v1/orgs/acme-big/profiles/{}/attachments/scan.bin", acme.profiles[0]))
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(incompressible(SIZE)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 201);
+    let config = server::config::Config::load(&{
+        let mut o = app.db.overrides();
+        o.config_file = Some(conf.path.clone());
+        o
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let backups = server::open_backups(&config, app.engine()).await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // The restore's target opens first: unsealing its keystore (Argon2id,
+    // 64 MiB) is not the backup's memory.
+    let fresh = TestDb::new(Backend::Sqlite).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let store = fresh.open_store().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let blobs = server::open_blobs(&fresh.config().unwrap_or_else(|e| panic!("{e:#}")))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let baseline = rss();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let watcher = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let created = backups.create("manual", "test", &backup::Quiet).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(created.bytes > SIZE, "the archive holds the attachment: {} bytes", created.bytes);
+    let kms = app.engine().keys().kms();
+    let target = &backups.targets()[0];
+    let restored = backup::restore(kms, target, created.id, &store, &blobs, false, &backup::Quiet)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    watcher.abort();
+    assert_eq!(restored.blobs, 2, "both attachments restored");
+    let grew = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    eprintln!("backing up and restoring 100 MiB raised resident memory by {:.1} MiB", grew as f64 / 1_048_576.0);
+    assert!(grew < 48 * 1024 * 1024, "memory grew by {} MiB", grew / (1024 * 1024));
+
+    // The restored blob is the stored ciphertext, byte for byte.
+    let original = app.engine().blob_store().unwrap_or_else(|| panic!("no blob store")).clone();
+    let keys = original.list("orgs", 100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        assert_eq!(blob_digest(&original, key).await, blob_digest(&blobs, key).await, "{key}");
+    }
+    store.close().await;
+    app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
 }
