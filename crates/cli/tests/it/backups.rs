@@ -552,3 +552,122 @@ async fn a_100_mb_attachment_is_backed_up_and_restored_in_bounded_memory() {
     store.close().await;
     app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// Rewrites an archive as an older Strongroom would have written it: the
+/// columns later migrations added are left out of their tables.
+async fn as_older_archive(
+    kms: &kms::Kms,
+    target: &backup::Target,
+    id: uuid::Uuid,
+    dropped: &[(&str, &str)],
+) -> uuid::Uuid {
+    use backup::format::{FORMAT_VERSION, Header, Manifest, Reader, Record, Writer};
+    use base64::Engine as _;
+    use futures_util::StreamExt;
+    let key = store::BlobKey::new(&format!("backups/{id}")).unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = target.blobs.get(&key).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut reader = Reader::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut records = Vec::new();
+    let mut header = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("{e}"));
+        if header.is_some() {
+            records.extend(reader.feed(&chunk).unwrap_or_else(|e| panic!("{e}")));
+        } else if let Some(h) = reader.feed_header(&chunk).unwrap_or_else(|e| panic!("{e}")).cloned() {
+            let wrapped =
+                base64::engine::general_purpose::STANDARD.decode(&h.wrapped_key).unwrap_or_else(|e| panic!("{e}"));
+            let data_key = kms
+                .unwrap(&kms::WrappedKey(wrapped), &crypto::KeyContext::backup(id))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            records.extend(reader.unlock(&data_key).unwrap_or_else(|e| panic!("{e}")));
+            header = Some(h);
+        }
+    }
+    records.extend(reader.finish().unwrap_or_else(|e| panic!("{e}")));
+    let old = header.unwrap_or_else(|| panic!("no header"));
+
+    let new_id = uuid::Uuid::now_v7();
+    let (data_key, wrapped) =
+        kms.generate_data_key(&crypto::KeyContext::backup(new_id)).await.unwrap_or_else(|e| panic!("{e}"));
+    let header = Header {
+        format: FORMAT_VERSION,
+        id: new_id,
+        schema_version: 3,
+        strongroom_version: "0.0.1".into(),
+        wrapped_key: base64::engine::general_purpose::STANDARD.encode(&wrapped.0),
+        ..old
+    };
+    let mut w = Writer::new(&header, &data_key, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let mut manifest = Manifest::default();
+    let (mut table, mut keep): (String, Vec<bool>) = (String::new(), Vec::new());
+    for record in records {
+        match record {
+            Record::Table { name, columns } => {
+                keep = columns.iter().map(|(c, _)| !dropped.contains(&(name.as_str(), c.as_str()))).collect();
+                let kept: Vec<(&str, store::dump::ColumnKind)> =
+                    columns.iter().zip(&keep).filter(|(_, k)| **k).map(|((c, kind), _)| (c.as_str(), *kind)).collect();
+                w.begin_table(&name, &kept).unwrap_or_else(|e| panic!("{e}"));
+                table = name;
+            }
+            Record::Row(values) => {
+                let kept: Vec<store::dump::Value> =
+                    values.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| v).collect();
+                w.row(&kept).unwrap_or_else(|e| panic!("{e}"));
+            }
+            Record::TableEnd { .. } => manifest.sections.push(w.end_table(&table).unwrap_or_else(|e| panic!("{e}"))),
+            Record::Blob { key, len } => w.begin_blob(&key, len).unwrap_or_else(|e| panic!("{e}")),
+            Record::BlobPiece(piece) => w.blob_piece(&piece).unwrap_or_else(|e| panic!("{e}")),
+            Record::Manifest(m) => {
+                manifest.blobs = m.blobs;
+                manifest.blob_bytes = m.blob_bytes;
+                manifest.missing_blobs = m.missing_blobs;
+                manifest.escrowed_orgs = m.escrowed_orgs;
+            }
+        }
+    }
+    manifest.blobs_sha256 = w.blobs_sha256();
+    let (bytes, _, _) = w.finish(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    let key = store::BlobKey::new(&format!("backups/{new_id}")).unwrap_or_else(|e| panic!("{e}"));
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
+    target.blobs.put(&key, body).await.unwrap_or_else(|e| panic!("{e}"));
+    new_id
+}
+
+backend_tests! {
+    // claim 001.9
+    async fn an_archive_from_an_older_schema_restores_with_defaults_for_newer_columns(backend) {
+        let conf = Conf::new(&backup_section(None, "schedules = []\ndrill_every = \"off\""));
+        let app = spawn_app_with(backend, |o| o.config_file = Some(conf.path.clone())).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let mut acme = org(&app, "acme-older", 4).await;
+        let before = all_profiles(&acme.editor, "acme-older").await;
+        let config = server::config::Config::load(&{
+            let mut o = app.db.overrides();
+            o.config_file = Some(conf.path.clone());
+            o
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let backups = server::open_backups(&config, app.engine()).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let created = backups.create("manual", "test", &backup::Quiet).await.unwrap_or_else(|e| panic!("{e}"));
+        // Columns added by migrations 4, 5 and 11, as if an old version wrote it.
+        let dropped = [
+            ("organisations", "require_mfa"),
+            ("organisations", "encrypted_tokens"),
+            ("sessions", "acting_operator"),
+            ("sessions", "account_grant"),
+        ];
+        let older = as_older_archive(app.engine().keys().kms(), &backups.targets()[0], created.id, &dropped).await;
+
+        let fresh = fresh_with_keys_of(&app.db, backend).await;
+        let older_id = older.to_string();
+        let out = ok(cli(&fresh, &["backup", "restore", "--id", &older_id, "--dev", "--config", conf.arg()], &[]));
+        assert!(out.contains(&format!("Restored backup {older}")), "{out}");
+        let copy = spawn_app_on(fresh, |o| o.config_file = Some(conf.path.clone())).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let editor = login_again(&copy, &mut acme).await;
+        assert_eq!(all_profiles(&editor, "acme-older").await, before);
+        let settings: Value = editor.get("/v1/orgs/acme-older/settings").await.json().await.unwrap_or_default();
+        assert_eq!(settings["require_mfa"], false, "a column the archive lacks takes its default: {settings}");
+        copy.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+        app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
