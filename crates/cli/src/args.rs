@@ -40,6 +40,22 @@ pub enum Command {
     /// Make, list, verify, restore, prune and rehearse encrypted backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Export an organisation's profiles, decrypted, as CSV or JSON lines
+    /// (chained in its audit trail with the row count).
+    Export {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here (created 0600, never overwritten); standard output by
+        /// default.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),

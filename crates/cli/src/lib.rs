@@ -4,6 +4,7 @@
 
 mod args;
 mod backups;
+mod exports;
 mod ops;
 
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => ops::keys(cmd),
         Command::Audit(cmd) => ops::audit(cmd),
         Command::Backup(cmd) => backups::run(cmd),
+        Command::Export { org, format, out, config } => exports::run(&org, &format, out.as_deref(), &config),
         Command::User(cmd) => ops::user(cmd),
         Command::Member(cmd) => ops::member(cmd),
     };

@@ -8,6 +8,7 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod export;
 pub mod identity;
 pub mod keys;
 pub mod mail;
@@ -27,6 +28,7 @@ pub use attachments::{AttachmentError, AttachmentInfo, PlainStream};
 pub use audit::{
     AuditFilter, AuditView, ChainReport, PLATFORM_CHAIN, from_row, now_micros, org_chain, to_row, with_request_id,
 };
+pub use export::{ExportFormat, ExportStream, neutralise};
 pub use identity::{
     AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
     ServiceAccountGrant, SessionPolicy, TotpEnrolment,
@@ -81,6 +83,9 @@ pub enum EngineError {
     Attachment(#[from] AttachmentError),
     #[error(transparent)]
     Support(#[from] support::SupportError),
+    /// An export broke off (its reader went away, or encoding failed).
+    #[error("export failed: {0}")]
+    Export(String),
 }
 
 /// The application core shared by every interface.

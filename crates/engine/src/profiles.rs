@@ -75,11 +75,11 @@ pub enum Visibility {
 }
 
 impl Visibility {
-    fn of(auth: &Authorized) -> Self {
+    pub(crate) fn of(auth: &Authorized) -> Self {
         if auth.permits(Action::ReadSensitive) { Self::All } else { Self::Personal }
     }
 
-    fn shows(self, c: Classification) -> bool {
+    pub(crate) fn shows(self, c: Classification) -> bool {
         self == Self::All || c != Classification::Sensitive
     }
 }
@@ -631,7 +631,7 @@ impl Engine {
     }
 
     /// Decrypts what the caller may see of one record.
-    async fn decrypt_for(
+    pub(crate) async fn decrypt_for(
         &self,
         schema: &Schema,
         row: &ProfileRow,

@@ -8,6 +8,7 @@ mod audit_sinks;
 mod backups;
 mod binary;
 mod errors;
+mod exports;
 mod identity;
 mod keys;
 mod mfa;

@@ -39,6 +39,7 @@ pub struct DrillList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DrillQuery {
     /// At most this many, newest first (1 to 1000; 100 by default).

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod backups;
 mod error;
+mod exports;
 mod oauth;
 mod orgs;
 mod profiles;
@@ -85,6 +86,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(profiles::list_attachments))
         .routes(routes!(profiles::get_attachment, profiles::put_attachment, profiles::delete_attachment))
         .routes(routes!(profiles::mine))
+        .routes(routes!(exports::export_profiles))
         .routes(routes!(audit::org_trail))
         .routes(routes!(audit::profile_history))
         .routes(routes!(support::list, support::request))

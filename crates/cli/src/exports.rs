@@ -1,0 +1,81 @@
+//! `strongroom export`: an organisation's profiles, decrypted, as CSV or JSON
+//! lines, to a new private file or standard output, with progress on a
+//! terminal.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use domain::OrgSlug;
+use engine::ExportFormat;
+use futures_util::StreamExt;
+
+use crate::args::ConfigArgs;
+use crate::{block_on, load_config};
+
+pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs) -> anyhow::Result<()> {
+    let slug = OrgSlug::parse(org).map_err(|e| anyhow::anyhow!("--org: the slug {e}"))?;
+    let Some(format) = ExportFormat::parse(format) else { bail!("--format: {format:?} is not csv or jsonl") };
+    let config = load_config(config)?;
+    // The file is made before anything is decrypted, and never replaces one.
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("--out: cannot create {} (it must not exist yet)", path.display()))?;
+            Box::new(std::io::BufWriter::new(file))
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let bar = (out.is_some() && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("exporting {spinner} {bytes} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    block_on(async {
+        let engine = server::open_engine(&config, false).await?;
+        let org = engine.org_by_slug(&slug).await?;
+        let auth = engine.authorize_local_export(org.id);
+        let result = async {
+            let mut stream = engine.export_profiles(&auth, format).await?;
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                sink.write_all(&chunk).context("cannot write the export")?;
+                bytes += chunk.len() as u64;
+                if let Some(bar) = &bar {
+                    bar.set_position(bytes);
+                }
+            }
+            sink.flush().context("cannot write the export")?;
+            Ok::<_, anyhow::Error>(bytes)
+        }
+        .await;
+        engine.shutdown().await;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // A partial export is personal data nobody asked for.
+                drop(sink);
+                if let Some(path) = out {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(path) = out {
+            eprintln!("Exported the profiles of {} to {} ({bytes} bytes)", org.slug, path.display());
+        }
+        Ok(())
+    })
+}

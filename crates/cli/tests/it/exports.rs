@@ -1,0 +1,163 @@
+//! Exports end to end: the API's CSV and JSON-lines downloads and
+//! `strongroom export` give every record decrypted (sensitive fields only
+//! to roles that read them), neutralise spreadsheet formulas, refuse bad
+//! requests clearly, and are chained with their row count.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use testkit::{TestApp, UserClient, backend_tests, spawn_app};
+
+const PW: &str = "correct horse battery staple";
+const ORG: &str = "/v1/orgs/acme-export";
+
+fn schema() -> Value {
+    json!({ "fields": [
+        { "name": "full_name", "type": "string", "required": true, "classification": "personal" },
+        { "name": "email", "type": "email", "searchable": true, "classification": "personal" },
+        { "name": "diagnosis", "type": "text", "classification": "sensitive" },
+        { "name": "stage", "type": "enum", "values": ["applied", "hired"], "classification": "plain" },
+        { "name": "score", "type": "number", "classification": "plain" }
+    ]})
+}
+
+/// Names a spreadsheet would run as formulas, and ordinary ones.
+const NAMES: [&str; 6] = [
+    "=HYPERLINK(\"http://evil.example\")",
+    "+41 said hello",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "Ada Lovelace",
+    "Zoë, \"the\" O'Neil",
+];
+
+struct Setup {
+    app: TestApp,
+    owner: UserClient,
+    viewer: UserClient,
+    ids: Vec<String>,
+}
+
+async fn setup(backend: testkit::Backend) -> Setup {
+    let app = spawn_app(backend).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let org = app.create_org("acme-export").await;
+    let mut users = Vec::new();
+    for (who, role) in [("owner", domain::Role::Owner), ("viewer", domain::Role::Viewer)] {
+        let email = format!("{who}-{tag}@example.com");
+        let u = app.create_user(&email, PW, false).await;
+        app.add_member(org.id, u.id, role).await;
+        users.push(email);
+    }
+    let (owner, _, _) = app.login_with_mfa(&users[0], PW).await;
+    let viewer = app.login(&users[1], PW).await;
+    assert_eq!(owner.send(Method::PUT, &format!("{ORG}/schema"), Some(schema())).await.status(), 200);
+    let mut ids = Vec::new();
+    for (i, name) in NAMES.iter().enumerate() {
+        let body = json!({ "fields": {
+            "full_name": name, "email": format!("p{i}@example.org"), "diagnosis": format!("=cmd|' /C calc'!A{i}"),
+            "stage": "applied", "score": -1.5 * i as f64
+        }});
+        let res = owner.send(Method::POST, &format!("{ORG}/profiles"), Some(body)).await;
+        let v: Value = res.json().await.unwrap_or_default();
+        ids.push(v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned());
+    }
+    ids.sort();
+    Setup { app, owner, viewer, ids }
+}
+
+async fn download(c: &UserClient, format: &str) -> (u16, String, String, String) {
+    let res = c.get(&format!("{ORG}/exports/profiles?format={format}")).await;
+    let status = res.status().as_u16();
+    let header = |h: &str| res.headers().get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (ct, cd) = (header("content-type"), header("content-disposition"));
+    (status, ct, cd, res.text().await.unwrap_or_default())
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(text.as_bytes());
+    r.records().map(|rec| rec.unwrap_or_else(|e| panic!("{e}")).iter().map(str::to_owned).collect()).collect()
+}
+
+backend_tests! {
+    // claim 002.14 004.6
+    async fn exports_stream_every_record_decrypted_and_neutralise_formulas(backend) {
+        let s = setup(backend).await;
+        let (status, ct, cd, text) = download(&s.owner, "csv").await;
+        assert_eq!(status, 200, "{text}");
+        assert!(ct.starts_with("text/csv") && cd.starts_with("attachment;") && cd.contains("acme-export-profiles.csv"), "{ct} {cd}");
+        let rows = csv_rows(&text);
+        assert_eq!(rows[0], ["id", "revision", "created_at", "updated_at", "full_name", "email", "diagnosis", "stage", "score"]);
+        assert_eq!(rows.len(), NAMES.len() + 1);
+        let ids: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(ids, s.ids.iter().map(String::as_str).collect::<Vec<_>>(), "every record, in id order");
+        let names: Vec<&str> = rows[1..].iter().map(|r| r[4].as_str()).collect();
+        for name in NAMES {
+            let want = if name.starts_with(['=', '+', '-', '@']) { format!("'{name}") } else { name.to_owned() };
+            assert!(names.contains(&want.as_str()), "{want:?} not in {names:?}");
+        }
+        for r in &rows[1..] {
+            assert!(r[6].starts_with("'=cmd"), "sensitive formula neutralised: {:?}", r[6]);
+            assert!(r[8].parse::<f64>().is_ok(), "numbers stay numbers: {:?}", r[8]);
+        }
+
+        // JSON lines: the values exactly as the API shows them.
+        let (status, ct, _, text) = download(&s.owner, "jsonl").await;
+        assert_eq!((status, ct.as_str()), (200, "application/x-ndjson"));
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        assert_eq!(lines.len(), NAMES.len());
+        for line in &lines {
+            let id = line["id"].as_str().unwrap_or_default();
+            let shown: Value = s.owner.get(&format!("{ORG}/profiles/{id}")).await.json().await.unwrap_or_default();
+            assert_eq!(line["fields"], shown["fields"], "{id}");
+        }
+
+        // A viewer's export leaves sensitive fields out.
+        let (status, _, _, text) = download(&s.viewer, "csv").await;
+        assert_eq!(status, 200);
+        let rows = csv_rows(&text);
+        assert!(!rows[0].contains(&"diagnosis".to_owned()), "{:?}", rows[0]);
+        assert!(!text.contains("cmd|"), "a sensitive value reached a viewer");
+
+        // Bad requests.
+        let (status, _, _, body) = download(&s.owner, "xlsx").await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("csv or jsonl"), "{body}");
+        assert_eq!(s.owner.get(&format!("{ORG}/exports/profiles?format=csv&limit=1")).await.status(), 400, "unknown parameter");
+        let default = s.owner.get(&format!("{ORG}/exports/profiles")).await;
+        assert_eq!(default.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/csv; charset=utf-8"));
+        let outsider = {
+            let email = format!("out-{}@example.com", uuid::Uuid::new_v4().simple());
+            s.app.create_user(&email, PW, false).await;
+            s.app.login_with_mfa(&email, PW).await.0
+        };
+        assert_eq!(outsider.get(&format!("{ORG}/exports/profiles?format=csv")).await.status(), 404);
+
+        // Every export is chained, with its row count.
+        let trail: Value = s.owner.get(&format!("{ORG}/audit?action=profile.export.end")).await.json().await.unwrap_or_default();
+        let ends = trail["entries"].as_array().cloned().unwrap_or_default();
+        assert_eq!(ends.len(), 4, "{trail}");
+        let rows_field = json!(format!("rows:{}", NAMES.len()));
+        assert!(ends.iter().all(|e| e["fields"].as_array().is_some_and(|f| f.contains(&rows_field))), "{trail}");
+        let starts: Value = s.owner.get(&format!("{ORG}/audit?action=profile.export")).await.json().await.unwrap_or_default();
+        assert_eq!(starts["entries"].as_array().map(Vec::len), Some(4), "{starts}");
+        assert!(!trail.to_string().contains("Ada"), "no value in the trail");
+
+        // The CLI writes the same CSV to a new private file.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out = dir.path().join("acme.csv");
+        let out_arg = out.to_str().unwrap_or_default();
+        let (code, _, err) = crate::cli(&s.app.db, &["export", "--org", "acme-export", "--format", "csv", "--out", out_arg, "--dev"], &[]);
+        assert_eq!(code, 0, "{err}");
+        let written = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{e}"));
+        let (_, _, _, api) = download(&s.owner, "csv").await;
+        assert_eq!(csv_rows(&written), csv_rows(&api));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        let (code, _, err) = crate::cli(&s.app.db, &["export", "--org", "acme-export", "--out", out_arg, "--dev"], &[]);
+        assert!(code != 0 && err.contains("must not exist"), "{err}");
+        let (code, _, err) = crate::cli(&s.app.db, &["export", "--org", "acme-export", "--format", "xml", "--dev"], &[]);
+        assert!(code != 0 && err.contains("--format"), "{err}");
+        s.app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}

@@ -1,0 +1,220 @@
+//! Exports: every profile of an organisation that the caller may see,
+//! decrypted and streamed page by page as CSV or JSON lines, with one audit
+//! entry before the first byte and one with the row count at the end.
+//!
+//! CSV cells that a spreadsheet would run as a formula (a text value
+//! starting with `=`, `+`, `-`, `@`, a tab or a carriage return) are
+//! neutralised with a leading `'`, as OWASP recommends.
+
+use bytes::Bytes;
+use domain::{Action, FieldDef, FieldValue, OrgId, Role, SessionId, UserId};
+use futures_util::stream::BoxStream;
+use time::format_description::well_known::Rfc3339;
+
+use crate::audit::{Pending, by, org_chain};
+use crate::identity::{Authorized, Grant, Principal};
+use crate::profiles::{ProfileView, Visibility};
+use crate::{Engine, EngineError};
+
+/// Records decrypted and sent per page: bounds the memory an export holds.
+const PAGE: u32 = 500;
+/// Pages encoded ahead of the reader.
+const AHEAD: usize = 2;
+
+/// An export's file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+impl ExportFormat {
+    /// `csv` or `jsonl`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "csv" => Some(Self::Csv),
+            "jsonl" => Some(Self::Jsonl),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Jsonl => "jsonl",
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Jsonl => "application/x-ndjson",
+        }
+    }
+}
+
+/// The export's bytes, in order; an error ends it.
+pub type ExportStream = BoxStream<'static, Result<Bytes, EngineError>>;
+
+/// Prefixes a CSV text cell that a spreadsheet would evaluate.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+fn time(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn csv_line(cells: &[String]) -> Result<Vec<u8>, EngineError> {
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
+    w.write_record(cells).map_err(|e| EngineError::Export(format!("csv: {e}")))?;
+    w.into_inner().map_err(|e| EngineError::Export(format!("csv: {e}")))
+}
+
+fn encode_header(format: ExportFormat, columns: &[FieldDef]) -> Result<Vec<u8>, EngineError> {
+    match format {
+        ExportFormat::Csv => {
+            let mut cells: Vec<String> =
+                ["id", "revision", "created_at", "updated_at"].iter().map(|s| (*s).to_owned()).collect();
+            cells.extend(columns.iter().map(|f| f.name.to_string()));
+            csv_line(&cells)
+        }
+        ExportFormat::Jsonl => Ok(Vec::new()),
+    }
+}
+
+fn encode_row(
+    format: ExportFormat,
+    columns: &[FieldDef],
+    view: &ProfileView,
+    out: &mut Vec<u8>,
+) -> Result<(), EngineError> {
+    match format {
+        ExportFormat::Csv => {
+            let mut cells =
+                vec![view.id.to_string(), view.revision.to_string(), time(view.created_at), time(view.updated_at)];
+            for f in columns {
+                cells.push(match view.fields.get(&f.name) {
+                    None => String::new(),
+                    Some(FieldValue::Text(s)) => neutralise(s).into_owned(),
+                    Some(v @ (FieldValue::Number(_) | FieldValue::Bool(_))) => {
+                        String::from_utf8_lossy(&v.to_bytes()).into_owned()
+                    }
+                });
+            }
+            out.extend(csv_line(&cells)?);
+        }
+        ExportFormat::Jsonl => {
+            let fields: serde_json::Map<String, serde_json::Value> =
+                view.fields.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect();
+            let line = serde_json::json!({
+                "id": view.id.to_string(),
+                "revision": view.revision,
+                "created_at": time(view.created_at),
+                "updated_at": time(view.updated_at),
+                "fields": fields,
+            });
+            serde_json::to_writer(&mut *out, &line).map_err(|e| EngineError::Export(format!("json: {e}")))?;
+            out.push(b'\n');
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Authority for the command line to export an organisation's records
+    /// (`strongroom export`, and offboarding): whoever runs it holds the
+    /// deployment's keys already. The trail names it `cli`.
+    pub fn authorize_local_export(&self, org: OrgId) -> Authorized {
+        let principal = Principal {
+            user: UserId::from_uuid(uuid::Uuid::nil()),
+            is_operator: true,
+            session: SessionId::from_uuid(uuid::Uuid::nil()),
+            mfa_passed: true,
+            service_account: None,
+            support_session: None,
+            acting_operator: None,
+        };
+        Authorized::new(principal, org, Grant::Role(Role::Owner), Action::ReadProfiles)
+    }
+
+    /// Streams every profile the caller may see, in id order, decrypted
+    /// (sensitive fields only for callers who read them). A
+    /// `profile.export` entry is chained before the first byte, and
+    /// `profile.export.end` with the row count (and the outcome) when the
+    /// export ends, finished or broken off. At most a few pages are held.
+    pub async fn export_profiles(&self, auth: &Authorized, format: ExportFormat) -> Result<ExportStream, EngineError> {
+        self.require(auth, Action::ReadProfiles)?;
+        crate::support::check_unlimited(auth)?;
+        let org = auth.org();
+        let schema = self.load_schema(org).await?;
+        let visibility = Visibility::of(auth);
+        let columns: Vec<FieldDef> =
+            schema.fields.iter().filter(|f| visibility.shows(f.classification)).cloned().collect();
+        let export = uuid::Uuid::now_v7();
+        let target = format!("export:{export}");
+        let mut fields = vec![format!("format:{}", format.as_str())];
+        fields.extend(columns.iter().map(|f| f.name.to_string()));
+        let start = by(auth.principal(), "profile.export", target.clone(), fields);
+        self.record(&Pending::new(org_chain(org), vec![start])).await?;
+
+        let header = encode_header(format, &columns)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, EngineError>>(AHEAD);
+        let engine = self.clone();
+        let principal = auth.principal().clone();
+        tokio::spawn(async move {
+            let mut rows = 0u64;
+            let result = async {
+                if !header.is_empty() && tx.send(Ok(Bytes::from(header))).await.is_err() {
+                    return Err(EngineError::Export("the export's reader went away".into()));
+                }
+                let mut after = None;
+                loop {
+                    let page = engine.store.list_profiles(org, after, PAGE, &[]).await?;
+                    let Some(last) = page.last() else { return Ok(()) };
+                    after = Some(last.id);
+                    let mut buf = Vec::with_capacity(page.len() * 1024);
+                    for row in &page {
+                        let view = engine.decrypt_for(&schema, row, visibility).await?;
+                        encode_row(format, &columns, &view, &mut buf)?;
+                        rows += 1;
+                    }
+                    if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                        return Err(EngineError::Export("the export's reader went away".into()));
+                    }
+                }
+            }
+            .await;
+            let mut end = by(&principal, "profile.export.end", target, vec![format!("rows:{rows}")]);
+            if result.is_err() {
+                end.outcome = "failure".to_owned();
+            }
+            if let Err(e) = engine.record(&Pending::new(org_chain(org), vec![end])).await {
+                tracing::warn!(error = %e, "the end of an export could not be chained");
+            }
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_others_kept() {
+        for cell in ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx"] {
+            assert_eq!(neutralise(cell), format!("'{cell}"));
+        }
+        for cell in ["Ada", "a=b", "", "1-2", "'quoted"] {
+            assert_eq!(neutralise(cell), cell);
+        }
+    }
+}
