@@ -40,6 +40,21 @@ pub enum Command {
     /// Make, list, verify, restore, prune and rehearse encrypted backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Import profiles from a CSV file (the export's format): every row is
+    /// checked first; with any bad row nothing is written unless
+    /// --skip-invalid.
+    Import {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        /// Write the good rows and report the bad ones.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// The CSV file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Export an organisation's profiles, decrypted, as CSV or JSON lines
     /// (chained in its audit trail with the row count).
     Export {

@@ -1,6 +1,6 @@
-//! `strongroom export`: an organisation's profiles, decrypted, as CSV or JSON
-//! lines, to a new private file or standard output, with progress on a
-//! terminal.
+//! `strongroom export` and `import`: an organisation's profiles, decrypted,
+//! as CSV or JSON lines, to a new private file or standard output, with
+//! progress on a terminal; and profiles read back from CSV, all or nothing.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -76,6 +76,42 @@ pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs) -> 
         if let Some(path) = out {
             eprintln!("Exported the profiles of {} to {} ({bytes} bytes)", org.slug, path.display());
         }
+        Ok(())
+    })
+}
+
+pub fn import(org: &str, file: &Path, skip_invalid: bool, config: &ConfigArgs) -> anyhow::Result<()> {
+    let slug = OrgSlug::parse(org).map_err(|e| anyhow::anyhow!("--org: the slug {e}"))?;
+    if !file.is_file() {
+        bail!("{}: no such file", file.display());
+    }
+    let config = load_config(config)?;
+    block_on(async {
+        let engine = server::open_engine(&config, false).await?;
+        let org = engine.org_by_slug(&slug).await?;
+        let auth = engine.authorize_local_import(org.id);
+        let report = engine.import_profiles(&auth, file, skip_invalid).await;
+        engine.shutdown().await;
+        let report = report?;
+        for p in &report.problems {
+            let at = if p.field.is_empty() { String::new() } else { format!(" {}", p.field) };
+            eprintln!("line {}{at}: {} ({})", p.line, p.message, p.rule);
+        }
+        if report.more_problems > 0 {
+            eprintln!("... and {} more problems", report.more_problems);
+        }
+        let invalid = report.rows - report.valid;
+        if invalid > 0 && !skip_invalid {
+            bail!(
+                "{invalid} of {} rows are invalid; nothing was written (fix them, or pass --skip-invalid to write the {} good rows)",
+                report.rows,
+                report.valid
+            );
+        }
+        println!(
+            "Imported {} of {} rows into {} ({invalid} invalid rows skipped)",
+            report.written, report.rows, org.slug
+        );
         Ok(())
     })
 }

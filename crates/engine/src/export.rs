@@ -4,7 +4,8 @@
 //!
 //! CSV cells that a spreadsheet would run as a formula (a text value
 //! starting with `=`, `+`, `-`, `@`, a tab or a carriage return) are
-//! neutralised with a leading `'`, as OWASP recommends.
+//! neutralised with a leading `'`, as OWASP recommends; so is a cell that
+//! starts with `'`, which makes the change reversible for imports.
 
 use bytes::Bytes;
 use domain::{Action, FieldDef, FieldValue, OrgId, Role, SessionId, UserId};
@@ -56,9 +57,11 @@ impl ExportFormat {
 /// The export's bytes, in order; an error ends it.
 pub type ExportStream = BoxStream<'static, Result<Bytes, EngineError>>;
 
-/// Prefixes a CSV text cell that a spreadsheet would evaluate.
+/// Prefixes a CSV text cell that a spreadsheet would evaluate with `'`; a
+/// cell that starts with `'` gets one too, so an import can undo it
+/// exactly ([`crate::import::unneutralise`]).
 pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
         std::borrow::Cow::Owned(format!("'{cell}"))
     } else {
         std::borrow::Cow::Borrowed(cell)
@@ -142,6 +145,14 @@ impl Engine {
         Authorized::new(principal, org, Grant::Role(Role::Owner), Action::ReadProfiles)
     }
 
+    /// Authority for the command line to import records into an
+    /// organisation (`strongroom import`). The trail names it `cli`.
+    pub fn authorize_local_import(&self, org: OrgId) -> Authorized {
+        let mut auth = self.authorize_local_export(org);
+        auth = Authorized::new(auth.principal().clone(), org, Grant::Role(Role::Owner), Action::WriteProfiles);
+        auth
+    }
+
     /// Streams every profile the caller may see, in id order, decrypted
     /// (sensitive fields only for callers who read them). A
     /// `profile.export` entry is chained before the first byte, and
@@ -213,7 +224,8 @@ mod tests {
         for cell in ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx"] {
             assert_eq!(neutralise(cell), format!("'{cell}"));
         }
-        for cell in ["Ada", "a=b", "", "1-2", "'quoted"] {
+        assert_eq!(neutralise("'quoted"), "''quoted");
+        for cell in ["Ada", "a=b", "", "1-2"] {
             assert_eq!(neutralise(cell), cell);
         }
     }

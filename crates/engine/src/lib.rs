@@ -10,6 +10,7 @@ pub mod attachments;
 pub mod audit;
 pub mod export;
 pub mod identity;
+pub mod import;
 pub mod keys;
 pub mod mail;
 pub mod profiles;
@@ -33,6 +34,7 @@ pub use identity::{
     AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
     ServiceAccountGrant, SessionPolicy, TotpEnrolment,
 };
+pub use import::{ImportReport, RowProblem, unneutralise};
 pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
 pub use profiles::{
     FieldHolding, Page, PersonalDataReport, ProfileError, ProfileQuery, ProfileView, Visibility, actor_of,
@@ -86,6 +88,10 @@ pub enum EngineError {
     /// An export broke off (its reader went away, or encoding failed).
     #[error("export failed: {0}")]
     Export(String),
+    /// An import file that cannot be read as a whole (its header, or CSV
+    /// that does not parse).
+    #[error("import refused: {0}")]
+    Import(String),
 }
 
 /// The application core shared by every interface.

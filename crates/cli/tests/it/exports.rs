@@ -33,6 +33,7 @@ const NAMES: [&str; 6] = [
 struct Setup {
     app: TestApp,
     owner: UserClient,
+    owner_id: domain::UserId,
     viewer: UserClient,
     ids: Vec<String>,
 }
@@ -42,12 +43,15 @@ async fn setup(backend: testkit::Backend) -> Setup {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let org = app.create_org("acme-export").await;
     let mut users = Vec::new();
+    let mut owner_id = None;
     for (who, role) in [("owner", domain::Role::Owner), ("viewer", domain::Role::Viewer)] {
         let email = format!("{who}-{tag}@example.com");
         let u = app.create_user(&email, PW, false).await;
         app.add_member(org.id, u.id, role).await;
+        owner_id.get_or_insert(u.id);
         users.push(email);
     }
+    let owner_id = owner_id.unwrap_or_else(|| panic!("no owner"));
     let (owner, _, _) = app.login_with_mfa(&users[0], PW).await;
     let viewer = app.login(&users[1], PW).await;
     assert_eq!(owner.send(Method::PUT, &format!("{ORG}/schema"), Some(schema())).await.status(), 200);
@@ -62,7 +66,7 @@ async fn setup(backend: testkit::Backend) -> Setup {
         ids.push(v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned());
     }
     ids.sort();
-    Setup { app, owner, viewer, ids }
+    Setup { app, owner, owner_id, viewer, ids }
 }
 
 async fn download(c: &UserClient, format: &str) -> (u16, String, String, String) {
@@ -92,7 +96,7 @@ backend_tests! {
         assert_eq!(ids, s.ids.iter().map(String::as_str).collect::<Vec<_>>(), "every record, in id order");
         let names: Vec<&str> = rows[1..].iter().map(|r| r[4].as_str()).collect();
         for name in NAMES {
-            let want = if name.starts_with(['=', '+', '-', '@']) { format!("'{name}") } else { name.to_owned() };
+            let want = if name.starts_with(['=', '+', '-', '@', '\'']) { format!("'{name}") } else { name.to_owned() };
             assert!(names.contains(&want.as_str()), "{want:?} not in {names:?}");
         }
         for r in &rows[1..] {
@@ -158,6 +162,71 @@ backend_tests! {
         assert!(code != 0 && err.contains("must not exist"), "{err}");
         let (code, _, err) = crate::cli(&s.app.db, &["export", "--org", "acme-export", "--format", "xml", "--dev"], &[]);
         assert!(code != 0 && err.contains("--format"), "{err}");
+        s.app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
+
+/// The records of an export without their ids and times, sorted.
+fn contents(text: &str) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = csv_rows(text).into_iter().skip(1).map(|r| r[4..].to_vec()).collect();
+    rows.sort();
+    rows
+}
+
+backend_tests! {
+    // claim 002.14 002.15
+    async fn an_export_imports_back_and_bad_rows_write_nothing_unless_skipped(backend) {
+        let s = setup(backend).await;
+        let (_, _, _, exported) = download(&s.owner, "csv").await;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("acme.csv");
+        std::fs::write(&file, &exported).unwrap_or_else(|e| panic!("{e}"));
+
+        // Into a fresh organisation with the same schema: every record.
+        let other = s.app.create_org("acme-import").await;
+        s.app.add_member(other.id, s.owner_id, domain::Role::Owner).await;
+        assert_eq!(s.owner.send(Method::PUT, "/v1/orgs/acme-import/schema", Some(schema())).await.status(), 200);
+        let file_arg = file.to_str().unwrap_or_default();
+        let (code, out, err) = crate::cli(&s.app.db, &["import", "--org", "acme-import", file_arg, "--dev"], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("Imported {n} of {n} rows", n = NAMES.len())), "{out}");
+        let res = s.owner.get("/v1/orgs/acme-import/exports/profiles?format=csv").await;
+        let imported = res.text().await.unwrap_or_default();
+        assert_eq!(contents(&imported), contents(&exported), "the round trip reproduces every record");
+        let (_, _, _, jsonl) = download(&s.owner, "jsonl").await;
+        let names: Vec<String> = jsonl.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).map(|v| v["fields"]["full_name"].as_str().unwrap_or_default().to_owned()).collect();
+        for name in NAMES {
+            assert!(names.contains(&name.to_owned()), "{name:?} survives the round trip");
+        }
+
+        // Bad rows: each reported by line and field, and nothing written.
+        let bad = dir.path().join("bad.csv");
+        std::fs::write(&bad, "full_name,email,stage,score\nGood Person,good@example.org,hired,1\n,nameless@example.org,hired,2\nBad Score,not-an-email,fired,abc\n").unwrap_or_else(|e| panic!("{e}"));
+        let count = |text: &str| csv_rows(text).len() - 1;
+        let before = count(&s.owner.get("/v1/orgs/acme-import/exports/profiles").await.text().await.unwrap_or_default());
+        let bad_arg = bad.to_str().unwrap_or_default();
+        let (code, _, err) = crate::cli(&s.app.db, &["import", "--org", "acme-import", bad_arg, "--dev"], &[]);
+        assert_ne!(code, 0);
+        for want in ["line 3 /full_name", "line 4 /score", "line 4 /email", "line 4 /stage", "nothing was written", "--skip-invalid"] {
+            assert!(err.contains(want), "{want:?} missing from: {err}");
+        }
+        assert!(!err.contains("not-an-email") && !err.contains("nameless"), "no value in the report: {err}");
+        assert_eq!(count(&s.owner.get("/v1/orgs/acme-import/exports/profiles").await.text().await.unwrap_or_default()), before, "nothing written");
+        let (code, out, err) = crate::cli(&s.app.db, &["import", "--org", "acme-import", "--skip-invalid", bad_arg, "--dev"], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("Imported 1 of 3 rows") && out.contains("2 invalid rows skipped"), "{out}");
+        assert_eq!(count(&s.owner.get("/v1/orgs/acme-import/exports/profiles").await.text().await.unwrap_or_default()), before + 1);
+
+        // A column the schema does not know refuses the file.
+        let odd = dir.path().join("odd.csv");
+        std::fs::write(&odd, "full_name,shoe_size\nA,42\n").unwrap_or_else(|e| panic!("{e}"));
+        let (code, _, err) = crate::cli(&s.app.db, &["import", "--org", "acme-import", odd.to_str().unwrap_or_default(), "--dev"], &[]);
+        assert!(code != 0 && err.contains("shoe_size"), "{err}");
+
+        // Imports are chained with their counts, the refused one as a failure.
+        let trail: Value = s.owner.get("/v1/orgs/acme-import/audit?action=profile.import").await.json().await.unwrap_or_default();
+        let outcomes: Vec<&str> = trail["entries"].as_array().into_iter().flatten().filter_map(|e| e["outcome"].as_str()).collect();
+        assert_eq!(outcomes, ["success", "failure", "success"], "{trail}");
         s.app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
