@@ -83,7 +83,7 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 }
 
 backend_tests! {
-    // claim 002.14 004.6
+    // claim 004.6
     async fn exports_stream_every_record_decrypted_and_neutralise_formulas(backend) {
         let s = setup(backend).await;
         let (status, ct, cd, text) = download(&s.owner, "csv").await;
@@ -174,7 +174,7 @@ fn contents(text: &str) -> Vec<Vec<String>> {
 }
 
 backend_tests! {
-    // claim 002.14 002.15
+    // claim 002.14 004.6
     async fn an_export_imports_back_and_bad_rows_write_nothing_unless_skipped(backend) {
         let s = setup(backend).await;
         let (_, _, _, exported) = download(&s.owner, "csv").await;

@@ -11,6 +11,7 @@ mod errors;
 mod exports;
 mod identity;
 mod keys;
+mod lifecycle;
 mod mfa;
 mod migrations;
 mod openapi;
