@@ -671,3 +671,36 @@ backend_tests! {
         app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
+
+// Every table of the store is archived or deliberately left out, so a new
+// migration's table cannot silently miss the backups.
+#[tokio::test]
+async fn every_table_is_archived_or_deliberately_left_out() {
+    use sqlx::{Connection, Row};
+    let db = TestDb::new(Backend::Sqlite).await.unwrap_or_else(|e| panic!("{e:#}"));
+    db.open_store().await.unwrap_or_else(|e| panic!("{e:#}")).close().await;
+    let options = db.raw_sqlite_options().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap_or_else(|e| panic!("{e}"));
+    let rows = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let left_out = ["schema_migrations", "audit_sink_leases", "backup_escrow", "backup_runs"];
+    for row in rows {
+        let name: String = row.try_get(0).unwrap_or_else(|e| panic!("{e}"));
+        if left_out.contains(&name.as_str()) {
+            continue;
+        }
+        let table = store::dump::Table::named(&name).unwrap_or_else(|| panic!("table {name} is not archived"));
+        let sql = format!("SELECT name FROM pragma_table_info('{name}')");
+        let columns: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
+            .collect();
+        let archived: Vec<&str> = table.columns.iter().map(|(c, _)| *c).collect();
+        assert_eq!(columns, archived, "the columns of {name}");
+    }
+}
