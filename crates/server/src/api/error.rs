@@ -70,6 +70,7 @@ impl IntoResponse for ApiError {
                 Problem::new(Kind::Conflict).with_detail(e.to_string()).into_response()
             }
             EngineError::NoSuchUser => Problem::new(Kind::NotFound).with_detail("no such user").into_response(),
+            EngineError::Import(m) => Problem::new(Kind::ValidationFailed).with_detail(m).into_response(),
             EngineError::Profile(ProfileError::Invalid(errors)) => Problem::new(Kind::ValidationFailed)
                 .with_detail(summary(&errors))
                 .with_errors(errors)
