@@ -42,7 +42,7 @@ pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs) -> 
     block_on(async {
         let engine = server::open_engine(&config, false).await?;
         let org = engine.org_by_slug(&slug).await?;
-        let auth = engine.authorize_local_export(org.id);
+        let auth = engine.authorize_local(org.id, domain::Action::ReadProfiles);
         let result = async {
             let mut stream = engine.export_profiles(&auth, format).await?;
             let mut bytes = 0u64;
@@ -89,7 +89,7 @@ pub fn import(org: &str, file: &Path, skip_invalid: bool, config: &ConfigArgs) -
     block_on(async {
         let engine = server::open_engine(&config, false).await?;
         let org = engine.org_by_slug(&slug).await?;
-        let auth = engine.authorize_local_import(org.id);
+        let auth = engine.authorize_local(org.id, domain::Action::WriteProfiles);
         let report = engine.import_profiles(&auth, file, skip_invalid).await;
         engine.shutdown().await;
         let report = report?;

@@ -8,12 +8,12 @@
 //! starts with `'`, which makes the change reversible for imports.
 
 use bytes::Bytes;
-use domain::{Action, FieldDef, FieldValue, OrgId, Role, SessionId, UserId};
+use domain::{Action, FieldDef, FieldValue};
 use futures_util::stream::BoxStream;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit::{Pending, by, org_chain};
-use crate::identity::{Authorized, Grant, Principal};
+use crate::identity::Authorized;
 use crate::profiles::{ProfileView, Visibility};
 use crate::{Engine, EngineError};
 
@@ -129,30 +129,6 @@ fn encode_row(
 }
 
 impl Engine {
-    /// Authority for the command line to export an organisation's records
-    /// (`strongroom export`, and offboarding): whoever runs it holds the
-    /// deployment's keys already. The trail names it `cli`.
-    pub fn authorize_local_export(&self, org: OrgId) -> Authorized {
-        let principal = Principal {
-            user: UserId::from_uuid(uuid::Uuid::nil()),
-            is_operator: true,
-            session: SessionId::from_uuid(uuid::Uuid::nil()),
-            mfa_passed: true,
-            service_account: None,
-            support_session: None,
-            acting_operator: None,
-        };
-        Authorized::new(principal, org, Grant::Role(Role::Owner), Action::ReadProfiles)
-    }
-
-    /// Authority for the command line to import records into an
-    /// organisation (`strongroom import`). The trail names it `cli`.
-    pub fn authorize_local_import(&self, org: OrgId) -> Authorized {
-        let mut auth = self.authorize_local_export(org);
-        auth = Authorized::new(auth.principal().clone(), org, Grant::Role(Role::Owner), Action::WriteProfiles);
-        auth
-    }
-
     /// Streams every profile the caller may see, in id order, decrypted
     /// (sensitive fields only for callers who read them). A
     /// `profile.export` entry is chained before the first byte, and

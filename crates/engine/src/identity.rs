@@ -613,16 +613,14 @@ impl Engine {
     /// no session behind it; the audit trail records it as the local
     /// administrator.
     pub fn authorize_local_admin(&self, action: PlatformAction) -> AuthorizedPlatform {
-        let principal = Principal {
-            user: UserId::from_uuid(uuid::Uuid::nil()),
-            is_operator: true,
-            session: SessionId::from_uuid(uuid::Uuid::nil()),
-            mfa_passed: true,
-            service_account: None,
-            support_session: None,
-            acting_operator: None,
-        };
-        AuthorizedPlatform { principal, action }
+        AuthorizedPlatform { principal: local_admin(), action }
+    }
+
+    /// Organisation authority for the command line (`strongroom export`,
+    /// `import`, offboarding): whoever runs it holds the deployment's keys
+    /// already. It acts as an owner would; the trail names it `cli`.
+    pub fn authorize_local(&self, org: OrgId, action: Action) -> Authorized {
+        Authorized::new(local_admin(), org, Grant::Role(Role::Owner), action)
     }
 
     /// Renames, suspends or resumes an organisation (operators and the
@@ -1178,5 +1176,18 @@ mod tests {
         assert!(t.wait(&other_account_same_address).is_some(), "the address is throttled too");
         t.succeeded(&keys[0]);
         assert!(t.wait(&Throttle::keys("jane@example.com", None)).is_none());
+    }
+}
+
+/// The principal of the command line: no account, no session.
+fn local_admin() -> Principal {
+    Principal {
+        user: UserId::from_uuid(uuid::Uuid::nil()),
+        is_operator: true,
+        session: SessionId::from_uuid(uuid::Uuid::nil()),
+        mfa_passed: true,
+        service_account: None,
+        support_session: None,
+        acting_operator: None,
     }
 }
