@@ -72,60 +72,76 @@ fn time(t: time::OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn csv_line(cells: &[String]) -> Result<Vec<u8>, EngineError> {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-    w.write_record(cells).map_err(|e| EngineError::Export(format!("csv: {e}")))?;
-    w.into_inner().map_err(|e| EngineError::Export(format!("csv: {e}")))
+/// Encodes one page of an export (or its header) into one buffer: a
+/// single CSV writer per page, not one per row.
+enum Encoder {
+    Csv(csv::Writer<Vec<u8>>),
+    Jsonl(Vec<u8>),
 }
 
-fn encode_header(format: ExportFormat, columns: &[FieldDef]) -> Result<Vec<u8>, EngineError> {
-    match format {
-        ExportFormat::Csv => {
-            let mut cells: Vec<String> =
-                ["id", "revision", "created_at", "updated_at"].iter().map(|s| (*s).to_owned()).collect();
-            cells.extend(columns.iter().map(|f| f.name.to_string()));
-            csv_line(&cells)
+fn csv_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Export(format!("csv: {e}"))
+}
+
+impl Encoder {
+    fn new(format: ExportFormat, capacity: usize) -> Self {
+        match format {
+            ExportFormat::Csv => Self::Csv(
+                csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::with_capacity(capacity)),
+            ),
+            ExportFormat::Jsonl => Self::Jsonl(Vec::with_capacity(capacity)),
         }
-        ExportFormat::Jsonl => Ok(Vec::new()),
     }
-}
 
-fn encode_row(
-    format: ExportFormat,
-    columns: &[FieldDef],
-    view: &ProfileView,
-    out: &mut Vec<u8>,
-) -> Result<(), EngineError> {
-    match format {
-        ExportFormat::Csv => {
-            let mut cells =
-                vec![view.id.to_string(), view.revision.to_string(), time(view.created_at), time(view.updated_at)];
-            for f in columns {
-                cells.push(match view.fields.get(&f.name) {
-                    None => String::new(),
-                    Some(FieldValue::Text(s)) => neutralise(s).into_owned(),
-                    Some(v @ (FieldValue::Number(_) | FieldValue::Bool(_))) => {
-                        String::from_utf8_lossy(&v.to_bytes()).into_owned()
-                    }
-                });
+    /// The CSV header row from the schema's visible fields; nothing for
+    /// JSON lines.
+    fn header(&mut self, columns: &[FieldDef]) -> Result<(), EngineError> {
+        if let Self::Csv(w) = self {
+            let fixed = ["id", "revision", "created_at", "updated_at"];
+            w.write_record(fixed.iter().copied().chain(columns.iter().map(|f| f.name.as_str()))).map_err(csv_error)?;
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, columns: &[FieldDef], view: &ProfileView) -> Result<(), EngineError> {
+        match self {
+            Self::Csv(w) => {
+                let mut cells =
+                    vec![view.id.to_string(), view.revision.to_string(), time(view.created_at), time(view.updated_at)];
+                for f in columns {
+                    cells.push(match view.fields.get(&f.name) {
+                        None => String::new(),
+                        Some(FieldValue::Text(s)) => neutralise(s).into_owned(),
+                        Some(v @ (FieldValue::Number(_) | FieldValue::Bool(_))) => {
+                            String::from_utf8_lossy(&v.to_bytes()).into_owned()
+                        }
+                    });
+                }
+                w.write_record(&cells).map_err(csv_error)
             }
-            out.extend(csv_line(&cells)?);
-        }
-        ExportFormat::Jsonl => {
-            let fields: serde_json::Map<String, serde_json::Value> =
-                view.fields.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect();
-            let line = serde_json::json!({
-                "id": view.id.to_string(),
-                "revision": view.revision,
-                "created_at": time(view.created_at),
-                "updated_at": time(view.updated_at),
-                "fields": fields,
-            });
-            serde_json::to_writer(&mut *out, &line).map_err(|e| EngineError::Export(format!("json: {e}")))?;
-            out.push(b'\n');
+            Self::Jsonl(out) => {
+                let fields: serde_json::Map<String, serde_json::Value> =
+                    view.fields.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect();
+                let line = serde_json::json!({
+                    "id": view.id.to_string(),
+                    "revision": view.revision,
+                    "created_at": time(view.created_at),
+                    "updated_at": time(view.updated_at),
+                    "fields": fields,
+                });
+                serde_json::to_writer(&mut *out, &line).map_err(|e| EngineError::Export(format!("json: {e}")))?;
+                out.push(b'\n');
+                Ok(())
+            }
         }
     }
-    Ok(())
+
+    fn finish(self) -> Result<Vec<u8>, EngineError> {
+        match self {
+            Self::Csv(w) => w.into_inner().map_err(csv_error),
+            Self::Jsonl(out) => Ok(out),
+        }
+    }
 }
 
 impl Engine {
@@ -149,7 +165,9 @@ impl Engine {
         let start = by(auth.principal(), "profile.export", target.clone(), fields);
         self.record(&Pending::new(org_chain(org), vec![start])).await?;
 
-        let header = encode_header(format, &columns)?;
+        let mut header = Encoder::new(format, 256);
+        header.header(&columns)?;
+        let header = header.finish()?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, EngineError>>(AHEAD);
         let engine = self.clone();
         let principal = auth.principal().clone();
@@ -164,13 +182,13 @@ impl Engine {
                     let page = engine.store.list_profiles(org, after, PAGE, &[]).await?;
                     let Some(last) = page.last() else { return Ok(()) };
                     after = Some(last.id);
-                    let mut buf = Vec::with_capacity(page.len() * 1024);
+                    let mut encoder = Encoder::new(format, page.len() * 1024);
                     for row in &page {
                         let view = engine.decrypt_for(&schema, row, visibility).await?;
-                        encode_row(format, &columns, &view, &mut buf)?;
+                        encoder.row(&columns, &view)?;
                         rows += 1;
                     }
-                    if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                    if tx.send(Ok(Bytes::from(encoder.finish()?))).await.is_err() {
                         return Err(EngineError::Export("the export's reader went away".into()));
                     }
                 }
