@@ -540,7 +540,8 @@ impl Reader {
             if self.state.manifest_seen {
                 return Err(FormatError::Corrupt("a record after the manifest".into()));
             }
-            records.push(self.check(tag, &body)?);
+            let record = if tag == T_PIECE { self.piece(body)? } else { self.check(tag, &body)? };
+            records.push(record);
         }
         // Keep the buffer small: drop what was parsed.
         if self.pos > 0 && self.pos == self.plain.len() {
@@ -553,9 +554,23 @@ impl Reader {
         Ok(records)
     }
 
+    /// A piece of the current blob, kept as read (blobs are the bulk of
+    /// an archive: no second copy).
+    fn piece(&mut self, body: Vec<u8>) -> Result<Record, FormatError> {
+        let st = &mut self.state;
+        let n = body.len() as u64;
+        if n > st.blob_left {
+            return Err(FormatError::Corrupt("a blob longer than declared".into()));
+        }
+        st.blob_left -= n;
+        st.blob_bytes += n;
+        st.blob_hash.update(&body);
+        Ok(Record::BlobPiece(body))
+    }
+
     fn check(&mut self, tag: u8, body: &[u8]) -> Result<Record, FormatError> {
         let st = &mut self.state;
-        if st.blob_left > 0 && tag != T_PIECE {
+        if st.blob_left > 0 {
             return Err(FormatError::Corrupt("a blob ends early".into()));
         }
         let mut cur = Cursor { b: body, at: 0 };
@@ -616,17 +631,6 @@ impl Reader {
                 st.blob_left = len;
                 st.blobs += 1;
                 Record::Blob { key, len }
-            }
-            T_PIECE => {
-                let n = body.len() as u64;
-                if n > st.blob_left {
-                    return Err(FormatError::Corrupt("a blob longer than declared".into()));
-                }
-                st.blob_left -= n;
-                st.blob_bytes += n;
-                st.blob_hash.update(body);
-                cur.at = body.len();
-                Record::BlobPiece(body.to_vec())
             }
             T_MANIFEST => {
                 if st.section.is_some() {

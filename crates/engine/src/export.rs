@@ -75,7 +75,7 @@ fn time(t: time::OffsetDateTime) -> String {
 /// Encodes one page of an export (or its header) into one buffer: a
 /// single CSV writer per page, not one per row.
 enum Encoder {
-    Csv(csv::Writer<Vec<u8>>),
+    Csv(Box<csv::Writer<Vec<u8>>>),
     Jsonl(Vec<u8>),
 }
 
@@ -86,9 +86,9 @@ fn csv_error(e: impl std::fmt::Display) -> EngineError {
 impl Encoder {
     fn new(format: ExportFormat, capacity: usize) -> Self {
         match format {
-            ExportFormat::Csv => Self::Csv(
+            ExportFormat::Csv => Self::Csv(Box::new(
                 csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::with_capacity(capacity)),
-            ),
+            )),
             ExportFormat::Jsonl => Self::Jsonl(Vec::with_capacity(capacity)),
         }
     }
