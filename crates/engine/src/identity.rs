@@ -1150,6 +1150,19 @@ impl Engine {
     }
 }
 
+/// The principal of the command line: no account, no session.
+fn local_admin() -> Principal {
+    Principal {
+        user: UserId::from_uuid(uuid::Uuid::nil()),
+        is_operator: true,
+        session: SessionId::from_uuid(uuid::Uuid::nil()),
+        mfa_passed: true,
+        service_account: None,
+        support_session: None,
+        acting_operator: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1176,18 +1189,5 @@ mod tests {
         assert!(t.wait(&other_account_same_address).is_some(), "the address is throttled too");
         t.succeeded(&keys[0]);
         assert!(t.wait(&Throttle::keys("jane@example.com", None)).is_none());
-    }
-}
-
-/// The principal of the command line: no account, no session.
-fn local_admin() -> Principal {
-    Principal {
-        user: UserId::from_uuid(uuid::Uuid::nil()),
-        is_operator: true,
-        session: SessionId::from_uuid(uuid::Uuid::nil()),
-        mfa_passed: true,
-        service_account: None,
-        support_session: None,
-        acting_operator: None,
     }
 }
