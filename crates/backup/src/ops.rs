@@ -616,9 +616,7 @@ impl Backups {
     /// organisation's records. The report is stored, audited and returned,
     /// failed or not.
     pub async fn drill(&self, actor: &str, target: Option<&str>) -> Result<DrillRow> {
-        let started = Instant::now();
-        let started_at = engine::now_micros();
-        let id = Uuid::now_v7();
+        let clock = DrillClock::start();
         let t = self.target(target)?.clone();
         let mut report = DrillReport::default();
         let mut backup_id = None;
@@ -644,17 +642,7 @@ impl Backups {
         if let Err(e) = &outcome {
             report.error = Some(e.to_string());
         }
-        let row = DrillRow {
-            id,
-            backup_id,
-            target: t.name.clone(),
-            started_at,
-            restore_millis,
-            total_millis: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            from_scratch: false,
-            outcome: if outcome.is_ok() { "success" } else { "failure" }.into(),
-            report: serde_json::to_string(&report).map_err(|e| BackupError::Other(e.to_string()))?,
-        };
+        let row = clock.finish(&t.name, backup_id, restore_millis, false, outcome.is_ok(), &report)?;
         self.record_drill(actor, &row).await?;
         Ok(row)
     }
@@ -677,6 +665,42 @@ impl Backups {
             .record_operation(actor, "backup.drill", format!("drill:{}", row.id), row.outcome == "success", fields)
             .await
             .map_err(|e| BackupError::Other(e.to_string()))
+    }
+}
+
+/// When a drill started, for its report row.
+#[derive(Debug, Clone, Copy)]
+pub struct DrillClock {
+    started: Instant,
+    started_at: i64,
+}
+
+impl DrillClock {
+    pub fn start() -> Self {
+        Self { started: Instant::now(), started_at: engine::now_micros() }
+    }
+
+    /// The drill's report row, timed to now.
+    pub fn finish(
+        self,
+        target: &str,
+        backup_id: Option<Uuid>,
+        restore_millis: i64,
+        from_scratch: bool,
+        succeeded: bool,
+        report: &DrillReport,
+    ) -> Result<DrillRow> {
+        Ok(DrillRow {
+            id: Uuid::now_v7(),
+            backup_id,
+            target: target.to_owned(),
+            started_at: self.started_at,
+            restore_millis,
+            total_millis: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            from_scratch,
+            outcome: if succeeded { "success" } else { "failure" }.into(),
+            report: serde_json::to_string(report).map_err(|e| BackupError::Other(e.to_string()))?,
+        })
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use backup::{Backups, Progress};
@@ -235,8 +234,7 @@ async fn restore(
 /// key backend's material, the newest backup restored into it, and a
 /// serving instance on it answering `/readyz` and decrypting a sample.
 async fn drill_from_scratch(config: &server::config::Config, target: Option<&str>) -> anyhow::Result<store::DrillRow> {
-    let started = Instant::now();
-    let started_at = engine::now_micros();
+    let clock = backup::ops::DrillClock::start();
     let engine = server::open_engine(config, false).await?;
     let backups = server::open_backups(config, &engine).await?;
     let work = config.data_dir.join("backup-work");
@@ -279,17 +277,7 @@ async fn drill_from_scratch(config: &server::config::Config, target: Option<&str
     if let Err(e) = &outcome {
         report.error = Some(format!("{e:#}"));
     }
-    let row = store::DrillRow {
-        id: Uuid::now_v7(),
-        backup_id,
-        target: t.name.clone(),
-        started_at,
-        restore_millis,
-        total_millis: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
-        from_scratch: true,
-        outcome: if outcome.is_ok() { "success" } else { "failure" }.into(),
-        report: serde_json::to_string(&report)?,
-    };
+    let row = clock.finish(&t.name, backup_id, restore_millis, true, outcome.is_ok(), &report)?;
     backups.record_drill("cli", &row).await?;
     engine.shutdown().await;
     drop(scratch);

@@ -204,29 +204,19 @@ async fn digest_of(n: u64) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// The resident memory of this process, in bytes (the server runs in it).
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 // claim 004.6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_mb_attachment_streams_both_ways_in_bounded_memory() {
     const SIZE: u64 = 100 * 1024 * 1024;
     let app = spawn_app(testkit::Backend::Sqlite).await;
     let s = setup(&app).await;
-    let baseline = rss();
+    let baseline = crate::rss();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
     let watcher = {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                peak.fetch_max(rss(), std::sync::atomic::Ordering::Relaxed);
+                peak.fetch_max(crate::rss(), std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         })

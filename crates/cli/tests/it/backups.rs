@@ -447,16 +447,6 @@ async fn wait_for_drill(operator: &UserClient, matches: impl Fn(&Value) -> bool)
     }
 }
 
-/// The resident memory of this process, in bytes (the backup runs in it).
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// `n` bytes that do not compress, in 1 MiB chunks.
 fn incompressible(n: u64) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     use sha2::{Digest, Sha256};
@@ -518,13 +508,13 @@ async fn a_100_mb_attachment_is_backed_up_and_restored_in_bounded_memory() {
     let blobs = server::open_blobs(&fresh.config().unwrap_or_else(|e| panic!("{e:#}")))
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let baseline = rss();
+    let baseline = crate::rss();
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(baseline));
     let watcher = {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                peak.fetch_max(rss(), Ordering::Relaxed);
+                peak.fetch_max(crate::rss(), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
