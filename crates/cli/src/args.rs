@@ -40,6 +40,9 @@ pub enum Command {
     /// Make, list, verify, restore, prune and rehearse encrypted backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Show, set and sweep organisations' retention policies.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Import profiles from a CSV file (the export's format): every row is
     /// checked first; with any bad row nothing is written unless
     /// --skip-invalid.
@@ -195,6 +198,46 @@ pub enum AuditCommand {
     /// Sign a checkpoint of every chain that grew since its last one
     /// (`serve` does this every minute).
     Checkpoint(ConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Print an organisation's retention policy.
+    Show {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Set an organisation's retention policy (replacing the one in force).
+    Set {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        /// Delete profiles this many days after their last change.
+        #[arg(long, value_name = "DAYS")]
+        after_update_days: Option<u32>,
+        /// Delete profiles DAYS days after the date in FIELD (a date field).
+        #[arg(long, value_name = "FIELD:DAYS")]
+        after_date: Option<String>,
+        /// Remove the policy: nothing expires.
+        #[arg(long, conflicts_with_all = ["after_update_days", "after_date"])]
+        clear: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Delete every profile an organisation's policy expires now (each
+    /// deletion audited), or with --dry-run list them and delete nothing.
+    Sweep {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 mod args;
 mod backups;
 mod exports;
+mod lifecycle;
 mod ops;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => ops::keys(cmd),
         Command::Audit(cmd) => ops::audit(cmd),
         Command::Backup(cmd) => backups::run(cmd),
+        Command::Retention(cmd) => lifecycle::retention(cmd),
         Command::Import { org, skip_invalid, file, config } => exports::import(&org, &file, skip_invalid, &config),
         Command::Export { org, format, out, config } => exports::run(&org, &format, out.as_deref(), &config),
         Command::User(cmd) => ops::user(cmd),

@@ -8,6 +8,7 @@ mod id;
 mod key;
 mod org;
 mod policy;
+mod retention;
 mod schema;
 mod user;
 
@@ -15,6 +16,7 @@ pub use id::{OrgId, ProfileId, ServiceAccountId, SessionId, UserId};
 pub use key::KeyState;
 pub use org::{NewOrganisation, OrgName, OrgSlug, OrgStatus, Organisation, ParseError};
 pub use policy::{Action, PlatformAction, Scope, role_permits, scope_list};
+pub use retention::{DateRule, Expiry, MAX_RETENTION_DAYS, RetentionPolicy, parse_date};
 pub use schema::{
     Classification, FieldDef, FieldName, FieldType, FieldValue, Fields, MAX_FIELDS, Patch, RESERVED_NAMES, Schema,
     Violation,

@@ -193,7 +193,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(path: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
         Self { path: path.into(), rule, message: message.into() }
     }
 }

@@ -14,6 +14,7 @@ pub mod import;
 pub mod keys;
 pub mod mail;
 pub mod profiles;
+pub mod retention;
 pub mod sinks;
 pub mod support;
 pub mod tokens;
@@ -39,6 +40,7 @@ pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, Ke
 pub use profiles::{
     FieldHolding, Page, PersonalDataReport, ProfileError, ProfileQuery, ProfileView, Visibility, actor_of,
 };
+pub use retention::{RetentionSetting, SweepReport};
 pub use sinks::{Sink, SinkError, SinkSettings, SinkTarget, SyslogOrigin, TlsTrust};
 pub use support::{SupportError, SupportRequest};
 pub use tokens::{IssuedToken, TokenError, TokenSettings};

@@ -630,6 +630,27 @@ impl Engine {
         Ok((rows.len(), fields))
     }
 
+    /// One field of a record, decrypted if it is encrypted; for the
+    /// engine's own rules (retention), never returned to a caller.
+    pub(crate) async fn field_of(
+        &self,
+        schema: &Schema,
+        row: &ProfileRow,
+        def: &FieldDef,
+    ) -> Result<Option<FieldValue>, EngineError> {
+        if !def.classification.is_encrypted() {
+            return Ok(plain_fields(schema, row)?.remove(&def.name));
+        }
+        let sealed: BTreeMap<String, String> =
+            serde_json::from_slice(&row.sealed).map_err(|_| ProfileError::Integrity("profile"))?;
+        let Some(ct) = sealed.get(def.name.as_str()) else { return Ok(None) };
+        let ct = B64.decode(ct).map_err(|_| ProfileError::Integrity("profile"))?;
+        let key = self.record_key(row).await?;
+        let pt = crypto::decrypt_field(&key, RECORD_KEY_VERSION, row.org_id, row.id, def.name.as_str(), &ct)
+            .map_err(crypto_integrity("profile field"))?;
+        Ok(Some(FieldValue::from_bytes(def.kind, &pt).ok_or(ProfileError::Integrity("profile field"))?))
+    }
+
     /// Decrypts what the caller may see of one record.
     pub(crate) async fn decrypt_for(
         &self,

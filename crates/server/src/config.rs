@@ -103,6 +103,16 @@ struct FileConfig {
     support: FileSupport,
     #[serde(default)]
     backup: FileBackup,
+    #[serde(default)]
+    retention: FileDataRetention,
+}
+
+/// The `[retention]` table: how often organisations' retention policies
+/// are swept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDataRetention {
+    sweep_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -486,6 +496,9 @@ pub struct Config {
     pub support_max: Duration,
     /// Backup targets, schedules, drills and retention.
     pub backup: BackupSettings,
+    /// How often organisations' retention policies are swept; `None`:
+    /// only when asked (API or CLI).
+    pub retention_sweep: Option<Duration>,
 }
 
 /// Where backups go and when they run.
@@ -613,6 +626,17 @@ impl Config {
         let blobs = resolve_blobs(&file.blobs, &mut errors);
         let audit_sinks = resolve_sinks(&file.audit.sinks, &mut errors);
         let backup = resolve_backup(&file.backup, &data_dir, &mut errors);
+        let retention_sweep = match file.retention.sweep_every.as_deref() {
+            None => Some(Duration::from_secs(3600)),
+            Some("off") => None,
+            Some(text) => match backup::schedule::parse_interval(text) {
+                Ok(d) => Some(d),
+                Err(m) => {
+                    errors.push(ConfigError::new("retention.sweep_every", format!("{m}, or \"off\"")));
+                    None
+                }
+            },
+        };
         let support_minutes = file.support.max_duration_minutes.unwrap_or(240);
         if !(1..=7 * 24 * 60).contains(&support_minutes) {
             errors.push(ConfigError::new("support.max_duration_minutes", "must be 1 to 10080 minutes (a week)"));
@@ -656,6 +680,7 @@ impl Config {
             audit_sinks,
             support_max: Duration::from_secs(support_minutes * 60),
             backup,
+            retention_sweep,
         })
     }
 

@@ -247,6 +247,7 @@ async fn background_jobs(
     sinks: Vec<engine::Sink>,
     holder: String,
     (backups, backup_settings): (backup::Backups, config::BackupSettings),
+    retention_sweep: Option<Duration>,
 ) {
     // Each sink delivers on its own, so one that is down holds up no other;
     // the holder id tells this instance's leases from another's.
@@ -285,8 +286,51 @@ async fn background_jobs(
             }
         }
     };
-    let scheduled_backups = backup_job(engine.clone(), backups, backup_settings, holder);
-    tokio::join!(rewrap_job(engine), checkpoints, deliveries, support, scheduled_backups);
+    let scheduled_backups = backup_job(engine.clone(), backups, backup_settings, holder.clone());
+    let retention = retention_job(engine.clone(), retention_sweep, holder);
+    tokio::join!(rewrap_job(engine), checkpoints, deliveries, support, scheduled_backups, retention);
+}
+
+/// The lease that lets one instance at a time sweep retention policies.
+const RETENTION_LEASE: &str = "job:retention";
+/// Longer than a sweep takes; released when it ends.
+const RETENTION_LEASE_SECS: i64 = 900;
+
+/// Sweeps every organisation's retention policy on schedule. Every
+/// instance runs the loop; the one holding the lease sweeps.
+async fn retention_job(engine: Engine, every: Option<Duration>, holder: String) {
+    let Some(every) = every else { return };
+    let start = tokio::time::Instant::now() + every;
+    let mut tick = tokio::time::interval_at(start, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = engine::now_micros();
+        let until = now + RETENTION_LEASE_SECS * 1_000_000;
+        match engine.store().take_sink_lease(RETENTION_LEASE, &holder, now, until).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention sweep: cannot take the lease");
+                continue;
+            }
+        }
+        match engine.sweep_all_retention().await {
+            Ok(results) => {
+                for (org, result) in results {
+                    match result {
+                        Ok(r) if r.deleted > 0 => {
+                            tracing::info!(org = %org, checked = r.checked, deleted = r.deleted, "retention sweep");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(org = %org, error = %e, "retention sweep failed; retrying next round"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention sweep: cannot read the policies"),
+        }
+        let _ = engine.store().release_sink_lease(RETENTION_LEASE, &holder).await;
+    }
 }
 
 /// The lease that lets one instance at a time run scheduled backups and
@@ -526,7 +570,13 @@ pub async fn start_with_routes(config: &Config, extra: Router<AppState>) -> anyh
     let holder = uuid::Uuid::new_v4().to_string();
     let sink_names = sinks.iter().map(|s| s.name().to_owned()).collect();
     let backups = open_backups(config, &engine).await?;
-    let jobs = tokio::spawn(background_jobs(engine.clone(), sinks, holder.clone(), (backups, config.backup.clone())));
+    let jobs = tokio::spawn(background_jobs(
+        engine.clone(),
+        sinks,
+        holder.clone(),
+        (backups, config.backup.clone()),
+        config.retention_sweep,
+    ));
     Ok(Running {
         jobs,
         sink_leases: (holder, sink_names),

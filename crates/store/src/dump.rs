@@ -354,6 +354,11 @@ pub const TABLES: &[Table] = &[
         ],
         order_by: "id",
     },
+    Table {
+        name: "retention_policies",
+        columns: &[("org_id", Id), ("policy", Text), ("updated_at", Int), ("updated_by", Text)],
+        order_by: "org_id",
+    },
 ];
 
 /// Tables a forced restore also empties although they are not archived.
@@ -678,31 +683,6 @@ pub struct DrillRow {
     pub outcome: String,
     /// The report as JSON: counts, chains, decrypts, the failure if any.
     pub report: String,
-}
-
-macro_rules! both {
-    ($self:ident, |$pool:ident| $body:expr) => {
-        match &$self.backend {
-            crate::Backend::Sqlite(s) => {
-                let $pool = &s.pool;
-                $body
-            }
-            crate::Backend::Postgres(s) => {
-                let $pool = &s.pool;
-                $body
-            }
-        }
-    };
-}
-
-/// SQL in the two dialects: SQLite's `?` and PostgreSQL's `$n` placeholders.
-macro_rules! sql2 {
-    ($self:ident, $sqlite:expr, $pg:expr) => {
-        match &$self.backend {
-            crate::Backend::Sqlite(_) => $sqlite,
-            crate::Backend::Postgres(_) => $pg,
-        }
-    };
 }
 
 fn run_from_row<R: Row>(r: &R) -> Result<BackupRunRow>

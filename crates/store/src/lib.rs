@@ -4,6 +4,32 @@
 //! Architecture invariant: only this crate knows SQL. Every call on
 //! tenant-owned data takes an `OrgId` and filters by it in the query itself.
 
+/// Runs one body on whichever backend's pool the store has.
+macro_rules! both {
+    ($self:ident, |$pool:ident| $body:expr) => {
+        match &$self.backend {
+            crate::Backend::Sqlite(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+            crate::Backend::Postgres(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+        }
+    };
+}
+
+/// SQL in the two dialects: SQLite's `?` and PostgreSQL's `$n` placeholders.
+macro_rules! sql2 {
+    ($self:ident, $sqlite:expr, $pg:expr) => {
+        match &$self.backend {
+            crate::Backend::Sqlite(_) => $sqlite,
+            crate::Backend::Postgres(_) => $pg,
+        }
+    };
+}
+
 mod audit;
 pub mod blobs;
 pub mod dump;
@@ -15,6 +41,7 @@ mod postgres_identity;
 mod postgres_profiles;
 mod postgres_support;
 mod profiles;
+mod retention;
 mod sqlite;
 mod sqlite_audit;
 mod sqlite_identity;
@@ -36,6 +63,7 @@ pub use identity::{
 };
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
+pub use retention::RetentionRow;
 pub use sqlite::connect_options as sqlite_connect_options;
 pub use support::{AccountGrantRow, SupportSessionRow, SupportStatus};
 

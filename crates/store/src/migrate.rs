@@ -106,6 +106,7 @@ pub(crate) const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0011_account_grants.sql"),
     },
     Migration { version: 12, name: "backups", sql: include_str!("../migrations/sqlite/0012_backups.sql") },
+    Migration { version: 13, name: "retention", sql: include_str!("../migrations/sqlite/0013_retention.sql") },
 ];
 
 /// The PostgreSQL migrations, in order.
@@ -134,6 +135,7 @@ pub(crate) const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0011_account_grants.sql"),
     },
     Migration { version: 12, name: "backups", sql: include_str!("../migrations/postgres/0012_backups.sql") },
+    Migration { version: 13, name: "retention", sql: include_str!("../migrations/postgres/0013_retention.sql") },
 ];
 
 #[cfg(test)]

@@ -392,6 +392,16 @@ impl TestApp {
         Ok(())
     }
 
+    /// Stops the server and starts it again on the same store with the
+    /// configuration loaded afresh, adjusted by `tweak` (a changed config
+    /// file is read again).
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Overrides)) -> anyhow::Result<()> {
+        let mut overrides = self.db.overrides();
+        tweak(&mut overrides);
+        self.config = Config::load(&overrides)?;
+        self.restart().await
+    }
+
     /// Shuts the server down gracefully and waits for it.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         match self.running.take() {
@@ -488,6 +498,12 @@ pub struct UserClient {
 }
 
 impl UserClient {
+    /// The same session, against the app where it runs now (after a
+    /// restart, on a new port).
+    pub fn on(&self, app: &TestApp) -> UserClient {
+        UserClient { client: app.client.clone(), base: app.url(""), cookie: self.cookie.clone() }
+    }
+
     /// A request with the session cookie.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base)).header("cookie", &self.cookie)

@@ -71,3 +71,178 @@ backend_tests! {
         app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
+
+const RORG: &str = "/v1/orgs/acme-retain";
+
+/// A config file with only a `[retention]` table.
+fn retention_conf(dir: &std::path::Path, every: &str) -> std::path::PathBuf {
+    let path = dir.join("strongroom.toml");
+    std::fs::write(&path, format!("[retention]\nsweep_every = \"{every}\"\n")).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+backend_tests! {
+    // claim 002.15 002.14
+    async fn retention_sweeps_delete_exactly_the_expired_profiles_and_dry_runs_nothing(backend) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let conf = retention_conf(dir.path(), "off");
+        let mut app = testkit::spawn_app_with(backend, |o| o.config_file = Some(conf.clone())).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let org = app.create_org("acme-retain").await;
+        let email = format!("owner-{}@example.com", uuid::Uuid::new_v4().simple());
+        let u = app.create_user(&email, PW, false).await;
+        app.add_member(org.id, u.id, domain::Role::Owner).await;
+        let editor_email = format!("editor-{}@example.com", uuid::Uuid::new_v4().simple());
+        let e = app.create_user(&editor_email, PW, false).await;
+        app.add_member(org.id, e.id, domain::Role::Editor).await;
+        let (owner, _, _) = app.login_with_mfa(&email, PW).await;
+        let (editor, _, _) = app.login_with_mfa(&editor_email, PW).await;
+        let schema = json!({ "fields": [
+            { "name": "full_name", "type": "string", "required": true, "classification": "personal" },
+            { "name": "leaving_date", "type": "date", "classification": "personal" },
+            { "name": "team", "type": "string", "classification": "plain" }
+        ]});
+        assert_eq!(owner.send(Method::PUT, &format!("{RORG}/schema"), Some(schema)).await.status(), 200);
+        let create = |fields: Value| {
+            let owner = &owner;
+            async move {
+                let res = owner.send(Method::POST, &format!("{RORG}/profiles"), Some(json!({ "fields": fields }))).await;
+                let v: Value = res.json().await.unwrap_or_default();
+                v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned()
+            }
+        };
+        // Left in 2020: expired by the date rule.
+        let left = create(json!({ "full_name": "Lefty Longgone", "leaving_date": "2020-01-31", "team": "a" })).await;
+        // Leaving in the future: kept.
+        let staying = create(json!({ "full_name": "Stella Stays", "leaving_date": "2099-12-31" })).await;
+        // Not changed since 2020: expired by the update rule.
+        let stale = create(json!({ "full_name": "Stanley Stale" })).await;
+        // Recent and no date: kept.
+        let fresh = create(json!({ "full_name": "Fresh Prince" })).await;
+        // Left in 2019, with an attachment that must go too.
+        let attached = create(json!({ "full_name": "Atticus Attached", "leaving_date": "2019-06-01" })).await;
+        let res = owner
+            .request(Method::PUT, &format!("{RORG}/profiles/{attached}/attachments/cv.txt"))
+            .header("content-type", "text/plain")
+            .body("the CV of Atticus")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 201);
+        let stale_at = app.db.raw_sql(&format!("UPDATE profiles SET updated_at = '2020-01-01T00:00:00Z' WHERE id = {}", app.db.uuid_literal(&stale))).await;
+        assert_eq!(stale_at, 1);
+        let blobs = app.db.data_dir().join("blobs");
+        assert_eq!(files_under(&blobs).len(), 1);
+
+        // Bad policies are refused, naming what is wrong; editors may not set one.
+        let bad = json!({ "after_update_days": 0, "after_date": { "field": "full_name", "days": 30 } });
+        let res = owner.send(Method::PUT, &format!("{RORG}/retention"), Some(bad)).await;
+        assert_eq!(res.status(), 422);
+        let problem: Value = res.json().await.unwrap_or_default();
+        let paths: Vec<&str> = problem["errors"].as_array().into_iter().flatten().filter_map(|e| e["path"].as_str()).collect();
+        assert_eq!(paths, ["/after_update_days", "/after_date/field"], "{problem}");
+        let res = owner.send(Method::PUT, &format!("{RORG}/retention"), Some(json!({ "after_days": 3 }))).await;
+        assert_eq!(res.status(), 422, "an unknown member");
+        let policy = json!({ "after_update_days": 365, "after_date": { "field": "leaving_date", "days": 30 } });
+        assert_eq!(editor.send(Method::PUT, &format!("{RORG}/retention"), Some(policy.clone())).await.status(), 403);
+        let empty: Value = owner.get(&format!("{RORG}/retention")).await.json().await.unwrap_or_default();
+        assert_eq!(empty["policy"], json!({}), "no policy yet: {empty}");
+        let res = owner.send(Method::PUT, &format!("{RORG}/retention"), Some(policy.clone())).await;
+        assert_eq!(res.status(), 200);
+        let set: Value = editor.get(&format!("{RORG}/retention")).await.json().await.unwrap_or_default();
+        assert_eq!(set["policy"], policy, "{set}");
+        assert_eq!(set["updated_by"], format!("user:{}", u.id));
+
+        let mut expired = vec![left.clone(), stale.clone(), attached.clone()];
+        expired.sort();
+        let listed = |v: &Value| {
+            let mut ids: Vec<String> = v["profiles"].as_array().into_iter().flatten().filter_map(|i| i.as_str().map(str::to_owned)).collect();
+            ids.sort();
+            ids
+        };
+        let all = [&left, &staying, &stale, &fresh, &attached];
+
+        // Dry runs, over the API and the command line, list and keep.
+        assert_eq!(editor.send(Method::POST, &format!("{RORG}/retention/sweep"), Some(json!({ "dry_run": true }))).await.status(), 403);
+        let res = owner.send(Method::POST, &format!("{RORG}/retention/sweep"), Some(json!({ "dry_run": true }))).await;
+        assert_eq!(res.status(), 200);
+        let dry: Value = res.json().await.unwrap_or_default();
+        assert_eq!((dry["checked"].as_u64(), dry["expired"].as_u64(), dry["deleted"].as_u64()), (Some(5), Some(3), Some(0)), "{dry}");
+        assert_eq!(listed(&dry), expired);
+        let (code, out, err) = crate::cli(&app.db, &["retention", "sweep", "--org", "acme-retain", "--dry-run", "--dev"], &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        let mut cli_listed: Vec<String> = out.lines().map(str::to_owned).collect();
+        cli_listed.sort();
+        assert_eq!(cli_listed, expired, "{err}");
+        assert!(err.contains("3 of 5 profiles would be deleted"), "{err}");
+        for id in all {
+            assert_eq!(owner.get(&format!("{RORG}/profiles/{id}")).await.status(), 200, "a dry run deletes nothing");
+        }
+        assert_eq!(files_under(&blobs).len(), 1);
+
+        // The sweep deletes exactly the expired ones, attachments and all.
+        let res = owner.send(Method::POST, &format!("{RORG}/retention/sweep"), Some(json!({}))).await;
+        assert_eq!(res.status(), 200);
+        let swept: Value = res.json().await.unwrap_or_default();
+        assert_eq!((swept["expired"].as_u64(), swept["deleted"].as_u64()), (Some(3), Some(3)), "{swept}");
+        for id in &expired {
+            assert_eq!(owner.get(&format!("{RORG}/profiles/{id}")).await.status(), 404);
+            let left_rows = app.db.raw_sql(&format!("DELETE FROM profile_terms WHERE profile_id = {}", app.db.uuid_literal(id))).await;
+            assert_eq!(left_rows, 0);
+        }
+        for id in [&staying, &fresh] {
+            assert_eq!(owner.get(&format!("{RORG}/profiles/{id}")).await.status(), 200);
+        }
+        assert!(files_under(&blobs).is_empty(), "the expired profile's attachment is gone");
+
+        // The trail says so, with identifiers and rules only.
+        let trail: Value = owner.get(&format!("{RORG}/audit?action=profile.delete")).await.json().await.unwrap_or_default();
+        let mut reasons: Vec<(String, String)> = trail["entries"].as_array().into_iter().flatten()
+            .map(|e| (e["target"].as_str().unwrap_or("").to_owned(), e["fields"][0].as_str().unwrap_or("").to_owned()))
+            .collect();
+        reasons.sort();
+        let mut want = vec![
+            (format!("profile:{left}"), "retention:after_date".to_owned()),
+            (format!("profile:{stale}"), "retention:after_update".to_owned()),
+            (format!("profile:{attached}"), "retention:after_date".to_owned()),
+        ];
+        want.sort();
+        assert_eq!(reasons, want, "{trail}");
+        let sweeps: Value = owner.get(&format!("{RORG}/audit?action=retention.sweep")).await.json().await.unwrap_or_default();
+        let sweeps = sweeps["entries"].as_array().cloned().unwrap_or_default();
+        assert_eq!(sweeps.len(), 3, "two dry runs and one sweep");
+        assert!(sweeps.iter().any(|s| s["fields"] == json!(["checked:5", "expired:3", "deleted:3", "decrypted:leaving_date:3"])), "{sweeps:?}");
+        let everything: Value = owner.get(&format!("{RORG}/audit?limit=1000")).await.json().await.unwrap_or_default();
+        let text = everything.to_string();
+        assert!(!text.contains("Lefty") && !text.contains("2020-01-31"), "no value in the trail");
+
+        // Scheduled: a newly expired profile goes without anyone asking.
+        let later = create(json!({ "full_name": "Leona Later", "leaving_date": "2018-03-03" })).await;
+        retention_conf(dir.path(), "1s");
+        app.restart_with(|o| o.config_file = Some(conf.clone())).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let owner = owner.on(&app);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while owner.get(&format!("{RORG}/profiles/{later}")).await.status() != 404 {
+            assert!(std::time::Instant::now() < deadline, "the scheduled sweep did not delete the expired profile");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        for id in [&staying, &fresh] {
+            assert_eq!(owner.get(&format!("{RORG}/profiles/{id}")).await.status(), 200);
+        }
+        let trail: Value = owner.get(&format!("{RORG}/audit?action=profile.delete")).await.json().await.unwrap_or_default();
+        let by_job = trail["entries"].as_array().into_iter().flatten().find(|e| e["target"] == format!("profile:{later}")).cloned().unwrap_or_default();
+        assert_eq!(by_job["actor"], "system:retention", "{trail}");
+
+        // Clearing the policy keeps everything from then on.
+        let cleared = owner.send(Method::PUT, &format!("{RORG}/retention"), Some(json!({}))).await;
+        assert_eq!(cleared.status(), 200);
+        let (code, out, err) = crate::cli(&app.db, &["retention", "show", "--org", "acme-retain", "--dev"], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("nothing expires"), "{out}");
+        let (code, _, err) = crate::cli(&app.db, &["retention", "set", "--org", "acme-retain", "--after-date", "full_name:10", "--dev"], &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("/after_date/field") && err.contains("not a date field"), "{err}");
+        let (code, out, err) = crate::cli(&app.db, &["audit", "verify", "--org", "acme-retain", "--dev"], &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}

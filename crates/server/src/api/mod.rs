@@ -11,6 +11,7 @@ mod exports;
 mod oauth;
 mod orgs;
 mod profiles;
+mod retention;
 mod support;
 
 use axum::Router;
@@ -74,6 +75,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(orgs::list, orgs::create))
         .routes(routes!(orgs::show, orgs::update))
         .routes(routes!(orgs::settings, orgs::set_settings))
+        .routes(routes!(retention::get_retention, retention::set_retention))
+        .routes(routes!(retention::sweep))
         .routes(routes!(oauth::list_accounts, oauth::create_account))
         .routes(routes!(oauth::revoke_account))
         .routes(routes!(orgs::invitations, orgs::invite))
