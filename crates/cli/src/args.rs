@@ -74,6 +74,23 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Write a pseudonymised dataset of an organisation's profiles for
+    /// development and testing: every personal and sensitive value replaced
+    /// by a consistent, realistic fake (from a key that is not kept), plain
+    /// values kept; importable with `strongroom import`.
+    Pseudonymise {
+        /// The organisation's slug.
+        #[arg(long)]
+        org: String,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write here (created 0600, never overwritten).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),

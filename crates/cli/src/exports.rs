@@ -13,7 +13,14 @@ use futures_util::StreamExt;
 use crate::args::ConfigArgs;
 use crate::{block_on, load_config};
 
-pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs) -> anyhow::Result<()> {
+/// What an export writes: the real values, or a pseudonymised dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dataset {
+    Real,
+    Pseudonymised,
+}
+
+pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs, dataset: Dataset) -> anyhow::Result<()> {
     let slug = OrgSlug::parse(org).map_err(|e| anyhow::anyhow!("--org: the slug {e}"))?;
     let Some(format) = ExportFormat::parse(format) else { bail!("--format: {format:?} is not csv or jsonl") };
     let config = load_config(config)?;
@@ -42,9 +49,17 @@ pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs) -> 
     block_on(async {
         let engine = server::open_engine(&config, false).await?;
         let org = engine.org_by_slug(&slug).await?;
-        let auth = engine.authorize_local(org.id, domain::Action::ReadProfiles);
         let result = async {
-            let mut stream = engine.export_profiles(&auth, format).await?;
+            let mut stream = match dataset {
+                Dataset::Real => {
+                    let auth = engine.authorize_local(org.id, domain::Action::ReadProfiles);
+                    engine.export_profiles(&auth, format).await?
+                }
+                Dataset::Pseudonymised => {
+                    let auth = engine.authorize_local(org.id, domain::Action::ReadSensitive);
+                    engine.pseudonymise_profiles(&auth, format).await?
+                }
+            };
             let mut bytes = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
@@ -74,7 +89,11 @@ pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs) -> 
             }
         };
         if let Some(path) = out {
-            eprintln!("Exported the profiles of {} to {} ({bytes} bytes)", org.slug, path.display());
+            let what = match dataset {
+                Dataset::Real => "the profiles",
+                Dataset::Pseudonymised => "a pseudonymised dataset of the profiles",
+            };
+            eprintln!("Exported {what} of {} to {} ({bytes} bytes)", org.slug, path.display());
         }
         Ok(())
     })

@@ -36,7 +36,12 @@ pub fn main() -> ExitCode {
         Command::Backup(cmd) => backups::run(cmd),
         Command::Retention(cmd) => lifecycle::retention(cmd),
         Command::Import { org, skip_invalid, file, config } => exports::import(&org, &file, skip_invalid, &config),
-        Command::Export { org, format, out, config } => exports::run(&org, &format, out.as_deref(), &config),
+        Command::Export { org, format, out, config } => {
+            exports::run(&org, &format, out.as_deref(), &config, exports::Dataset::Real)
+        }
+        Command::Pseudonymise { org, format, out, config } => {
+            exports::run(&org, &format, Some(&out), &config, exports::Dataset::Pseudonymised)
+        }
         Command::User(cmd) => ops::user(cmd),
         Command::Member(cmd) => ops::member(cmd),
     };

@@ -65,3 +65,21 @@ impl fmt::Debug for BlindToken {
         f.write_str("BlindToken([redacted])")
     }
 }
+
+/// The key of one pseudonymisation run: random, held only in memory for
+/// the run and zeroized after, so the mapping from real values to fakes
+/// cannot be recomputed or reversed later.
+#[derive(Debug)]
+pub struct PseudonymKey(Key256);
+
+impl PseudonymKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Key256::generate().map(Self)
+    }
+
+    /// The 32-byte seed for the fake of `value` made by generator `kind`:
+    /// equal inputs give equal seeds within a run, and nothing links runs.
+    pub fn seed(&self, kind: &str, value: &[u8]) -> [u8; 32] {
+        hmac_sha256(self.0.expose_for_cipher(), &canonical(&[b"strongroom/pseudonym/v1", kind.as_bytes(), value]))
+    }
+}

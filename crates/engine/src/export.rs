@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::audit::{Pending, by, org_chain};
 use crate::identity::Authorized;
 use crate::profiles::{ProfileView, Visibility};
+use crate::pseudonymise::Pseudonymiser;
 use crate::{Engine, EngineError};
 
 /// Records decrypted and sent per page: bounds the memory an export holds.
@@ -151,6 +152,30 @@ impl Engine {
     /// `profile.export.end` with the row count (and the outcome) when the
     /// export ends, finished or broken off. At most a few pages are held.
     pub async fn export_profiles(&self, auth: &Authorized, format: ExportFormat) -> Result<ExportStream, EngineError> {
+        self.export(auth, format, None).await
+    }
+
+    /// Streams a pseudonymised dataset of every profile, in the export's
+    /// format (so it imports into another organisation or deployment):
+    /// each personal and sensitive value replaced by a consistent fake of
+    /// its kind, ids replaced too, plain values kept. Needs the right to
+    /// read sensitive fields, since every value is read to be replaced.
+    /// Chained as `profile.pseudonymise` and `profile.pseudonymise.end`.
+    pub async fn pseudonymise_profiles(
+        &self,
+        auth: &Authorized,
+        format: ExportFormat,
+    ) -> Result<ExportStream, EngineError> {
+        self.require(auth, Action::ReadSensitive)?;
+        self.export(auth, format, Some(Pseudonymiser::new()?)).await
+    }
+
+    async fn export(
+        &self,
+        auth: &Authorized,
+        format: ExportFormat,
+        pseudonyms: Option<Pseudonymiser>,
+    ) -> Result<ExportStream, EngineError> {
         self.require(auth, Action::ReadProfiles)?;
         crate::support::check_unlimited(auth)?;
         let org = auth.org();
@@ -162,7 +187,8 @@ impl Engine {
         let target = format!("export:{export}");
         let mut fields = vec![format!("format:{}", format.as_str())];
         fields.extend(columns.iter().map(|f| f.name.to_string()));
-        let start = by(auth.principal(), "profile.export", target.clone(), fields);
+        let action = if pseudonyms.is_some() { "profile.pseudonymise" } else { "profile.export" };
+        let start = by(auth.principal(), action, target.clone(), fields);
         self.record(&Pending::new(org_chain(org), vec![start])).await?;
 
         let mut header = Encoder::new(format, 256);
@@ -184,7 +210,16 @@ impl Engine {
                     after = Some(last.id);
                     let mut encoder = Encoder::new(format, page.len() * 1024);
                     for row in &page {
-                        let view = engine.decrypt_for(&schema, row, visibility).await?;
+                        let mut view = engine.decrypt_for(&schema, row, visibility).await?;
+                        if let Some(p) = &pseudonyms {
+                            view.id = p.id(view.id);
+                            for (name, value) in view.fields.iter_mut() {
+                                match schema.field_named(name.as_str()) {
+                                    Some(def) if def.classification.is_encrypted() => *value = p.value(def, value),
+                                    _ => {}
+                                }
+                            }
+                        }
                         encoder.row(&columns, &view)?;
                         rows += 1;
                     }
@@ -194,7 +229,7 @@ impl Engine {
                 }
             }
             .await;
-            let mut end = by(&principal, "profile.export.end", target, vec![format!("rows:{rows}")]);
+            let mut end = by(&principal, &format!("{action}.end"), target, vec![format!("rows:{rows}")]);
             if result.is_err() {
                 end.outcome = "failure".to_owned();
             }

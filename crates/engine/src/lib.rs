@@ -14,6 +14,7 @@ pub mod import;
 pub mod keys;
 pub mod mail;
 pub mod profiles;
+pub mod pseudonymise;
 pub mod retention;
 pub mod sinks;
 pub mod support;

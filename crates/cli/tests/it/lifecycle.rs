@@ -246,3 +246,171 @@ backend_tests! {
         app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
+
+const PORG: &str = "/v1/orgs/acme-pseudo";
+
+/// People whose every personal value is distinctive enough to search for.
+const PEOPLE: [(&str, &str, &str, &str, &str, &str, f64); 4] = [
+    (
+        "Quintessa Marlowbright",
+        "quintessa.m@realmail.test",
+        "+44 20 7946 0111",
+        "1983-04-17",
+        "Wolverhampton",
+        "Chronic quibblitis",
+        51234.0,
+    ),
+    (
+        "Bartholomew Zinkerdale",
+        "bart.zinkerdale@realmail.test",
+        "+44 20 7946 0222",
+        "1975-11-02",
+        "Wolverhampton",
+        "Acute snorfle syndrome",
+        48000.5,
+    ),
+    (
+        "Ottoline Ferncastle",
+        "o.ferncastle@realmail.test",
+        "+44 20 7946 0333",
+        "1990-01-30",
+        "Kirkcudbright",
+        "Mild grumbleosis",
+        60500.0,
+    ),
+    (
+        "Quintessa Marlowbright",
+        "quintessa.m@realmail.test",
+        "+44 20 7946 0111",
+        "1983-04-17",
+        "Kirkcudbright",
+        "Chronic quibblitis",
+        51234.0,
+    ),
+];
+
+fn pseudo_schema() -> Value {
+    json!({ "fields": [
+        { "name": "full_name", "type": "string", "required": true, "classification": "personal" },
+        { "name": "email", "type": "email", "searchable": true, "classification": "personal" },
+        { "name": "phone", "type": "phone", "classification": "personal" },
+        { "name": "birth_date", "type": "date", "classification": "personal" },
+        { "name": "city", "type": "string", "classification": "personal" },
+        { "name": "diagnosis", "type": "text", "classification": "sensitive" },
+        { "name": "salary", "type": "number", "classification": "sensitive" },
+        { "name": "team", "type": "string", "classification": "plain" },
+        { "name": "stage", "type": "enum", "values": ["applied", "hired"], "classification": "plain" }
+    ]})
+}
+
+/// The data rows of a CSV export, as header name → cell maps.
+fn csv_rows(bytes: &[u8]) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(bytes);
+    let header: Vec<String> = reader.headers().unwrap_or_else(|e| panic!("{e}")).iter().map(str::to_owned).collect();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap_or_else(|e| panic!("{e}"));
+            header.iter().cloned().zip(r.iter().map(str::to_owned)).collect()
+        })
+        .collect()
+}
+
+backend_tests! {
+    // claim 001.14 002.1
+    async fn a_pseudonymised_dataset_keeps_structure_and_no_original_value(backend) {
+        let app = spawn_app(backend).await;
+        let org = app.create_org("acme-pseudo").await;
+        app.create_org("acme-devdata").await;
+        let email = format!("owner-{}@example.com", uuid::Uuid::new_v4().simple());
+        let u = app.create_user(&email, PW, false).await;
+        app.add_member(org.id, u.id, domain::Role::Owner).await;
+        let (owner, _, _) = app.login_with_mfa(&email, PW).await;
+        assert_eq!(owner.send(Method::PUT, &format!("{PORG}/schema"), Some(pseudo_schema())).await.status(), 200);
+        let mut ids = Vec::new();
+        for (i, (name, mail, phone, born, city, diagnosis, salary)) in PEOPLE.iter().enumerate() {
+            let fields = json!({
+                "full_name": name, "email": mail, "phone": phone, "birth_date": born, "city": city,
+                "diagnosis": diagnosis, "salary": salary, "team": format!("team-{}", i % 2),
+                "stage": if i % 2 == 0 { "applied" } else { "hired" }
+            });
+            let res = owner.send(Method::POST, &format!("{PORG}/profiles"), Some(json!({ "fields": fields }))).await;
+            let v: Value = res.json().await.unwrap_or_default();
+            ids.push(v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned());
+        }
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let run = |name: &str| {
+            let path = dir.path().join(name);
+            let (code, out, err) = crate::cli(&app.db, &["pseudonymise", "--org", "acme-pseudo", "--out", path.to_str().unwrap_or(""), "--dev"], &[]);
+            assert_eq!(code, 0, "{out}{err}");
+            (path.clone(), std::fs::read(&path).unwrap_or_else(|e| panic!("{e}")))
+        };
+        let (path, bytes) = run("dev.csv");
+
+        // No original personal or sensitive value, nor an id, anywhere in it.
+        let mut originals: Vec<String> = ids.clone();
+        for (name, mail, phone, born, city, diagnosis, salary) in PEOPLE {
+            originals.extend([name, mail, phone, born, city, diagnosis].map(str::to_owned));
+            originals.extend(name.split(' ').map(str::to_owned));
+            originals.push(salary.to_string());
+        }
+        let lower = String::from_utf8_lossy(&bytes).to_lowercase();
+        for value in &originals {
+            assert!(!lower.contains(&value.to_lowercase()), "{value:?} is in the pseudonymised dataset");
+        }
+
+        // The structure and the plain values are kept; fakes look right and
+        // equal values map to equal fakes.
+        let rows = csv_rows(&bytes);
+        assert_eq!(rows.len(), PEOPLE.len());
+        let mut teams: Vec<&str> = rows.iter().map(|r| r["team"].as_str()).collect();
+        teams.sort_unstable();
+        assert_eq!(teams, ["team-0", "team-0", "team-1", "team-1"]);
+        for r in &rows {
+            assert!(domain::Email::parse(&r["email"]).is_ok(), "{:?}", r["email"]);
+            assert!(domain::parse_date(&r["birth_date"]).is_some(), "{:?}", r["birth_date"]);
+            assert_eq!(r["full_name"].split(' ').count(), 2, "{:?}", r["full_name"]);
+            assert!(r["salary"].parse::<f64>().is_ok_and(|s| (38_000.0..=73_000.0).contains(&s)), "{:?}", r["salary"]);
+            assert!(!r["diagnosis"].is_empty());
+        }
+        let names: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["full_name"].as_str()).collect();
+        assert_eq!(names.len(), 3, "four records of three people: {names:?}");
+        let cities: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["city"].as_str()).collect();
+        assert_eq!(cities.len(), 2, "two cities: {cities:?}");
+        for r in &rows {
+            let twin = rows.iter().filter(|o| o["full_name"] == r["full_name"]).count();
+            if twin == 2 {
+                let pair: Vec<_> = rows.iter().filter(|o| o["full_name"] == r["full_name"]).collect();
+                assert_eq!(pair[0]["email"], pair[1]["email"]);
+                assert_eq!(pair[0]["birth_date"], pair[1]["birth_date"]);
+                assert_eq!(pair[0]["diagnosis"], pair[1]["diagnosis"]);
+                assert_eq!(pair[0]["salary"], pair[1]["salary"]);
+            }
+        }
+        let mut stages: Vec<&str> = rows.iter().map(|r| r["stage"].as_str()).collect();
+        stages.sort_unstable();
+        assert_eq!(stages, ["applied", "applied", "hired", "hired"]);
+
+        // It imports into another organisation.
+        let owner_dev = app.engine().org_by_slug(&domain::OrgSlug::parse("acme-devdata").unwrap_or_else(|e| panic!("{e}"))).await.unwrap_or_else(|e| panic!("{e}"));
+        app.add_member(owner_dev.id, u.id, domain::Role::Owner).await;
+        assert_eq!(owner.send(Method::PUT, "/v1/orgs/acme-devdata/schema", Some(pseudo_schema())).await.status(), 200);
+        let (code, out, err) = crate::cli(&app.db, &["import", "--org", "acme-devdata", path.to_str().unwrap_or(""), "--dev"], &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        let listed: Value = owner.get("/v1/orgs/acme-devdata/profiles?limit=50").await.json().await.unwrap_or_default();
+        assert_eq!(listed["profiles"].as_array().map(Vec::len), Some(PEOPLE.len()), "{listed}");
+
+        // The key is not kept: another run gives other fakes.
+        let (_, again) = run("again.csv");
+        let again_names: std::collections::BTreeSet<String> = csv_rows(&again).iter().map(|r| r["full_name"].clone()).collect();
+        assert_ne!(again_names, names.iter().map(|s| (*s).to_owned()).collect(), "fakes must not repeat across runs");
+
+        // Chained with its row count.
+        let trail: Value = owner.get(&format!("{PORG}/audit?action=profile.pseudonymise.end")).await.json().await.unwrap_or_default();
+        let ends = trail["entries"].as_array().cloned().unwrap_or_default();
+        assert_eq!(ends.len(), 2, "{trail}");
+        assert_eq!(ends[0]["fields"], json!(["rows:4"]));
+        app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
