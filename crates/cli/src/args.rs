@@ -59,7 +59,8 @@ pub enum Command {
         config: ConfigArgs,
     },
     /// Export an organisation's profiles, decrypted, as CSV or JSON lines
-    /// (chained in its audit trail with the row count).
+    /// (chained in its audit trail with the row count); with --audit, its
+    /// audit trail instead.
     Export {
         /// The organisation's slug.
         #[arg(long)]
@@ -71,6 +72,9 @@ pub enum Command {
         /// default.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Export the audit trail (hashes included, so it can be checked).
+        #[arg(long)]
+        audit: bool,
         #[command(flatten)]
         config: ConfigArgs,
     },

@@ -18,6 +18,8 @@ use crate::{block_on, load_config};
 pub enum Dataset {
     Real,
     Pseudonymised,
+    /// The organisation's audit trail.
+    Audit,
 }
 
 pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs, dataset: Dataset) -> anyhow::Result<()> {
@@ -59,6 +61,10 @@ pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs, dat
                     let auth = engine.authorize_local(org.id, domain::Action::ReadSensitive);
                     engine.pseudonymise_profiles(&auth, format).await?
                 }
+                Dataset::Audit => {
+                    let auth = engine.authorize_local(org.id, domain::Action::ReadAudit);
+                    engine.export_audit(&auth, format).await?
+                }
             };
             let mut bytes = 0u64;
             while let Some(chunk) = stream.next().await {
@@ -92,6 +98,7 @@ pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs, dat
             let what = match dataset {
                 Dataset::Real => "the profiles",
                 Dataset::Pseudonymised => "a pseudonymised dataset of the profiles",
+                Dataset::Audit => "the audit trail",
             };
             eprintln!("Exported {what} of {} to {} ({bytes} bytes)", org.slug, path.display());
         }

@@ -36,8 +36,9 @@ pub fn main() -> ExitCode {
         Command::Backup(cmd) => backups::run(cmd),
         Command::Retention(cmd) => lifecycle::retention(cmd),
         Command::Import { org, skip_invalid, file, config } => exports::import(&org, &file, skip_invalid, &config),
-        Command::Export { org, format, out, config } => {
-            exports::run(&org, &format, out.as_deref(), &config, exports::Dataset::Real)
+        Command::Export { org, format, out, audit, config } => {
+            let dataset = if audit { exports::Dataset::Audit } else { exports::Dataset::Real };
+            exports::run(&org, &format, out.as_deref(), &config, dataset)
         }
         Command::Pseudonymise { org, format, out, config } => {
             exports::run(&org, &format, Some(&out), &config, exports::Dataset::Pseudonymised)

@@ -1,6 +1,7 @@
 //! Exports: every profile of an organisation that the caller may see,
-//! decrypted and streamed page by page as CSV or JSON lines, with one audit
-//! entry before the first byte and one with the row count at the end.
+//! decrypted (or pseudonymised), and its audit trail, streamed page by page
+//! as CSV or JSON lines, with one audit entry before the first byte and one
+//! with the row count at the end.
 //!
 //! CSV cells that a spreadsheet would run as a formula (a text value
 //! starting with `=`, `+`, `-`, `@`, a tab or a carriage return) are
@@ -8,7 +9,7 @@
 //! starts with `'`, which makes the change reversible for imports.
 
 use bytes::Bytes;
-use domain::{Action, FieldDef, FieldValue};
+use domain::{Action, FieldDef, FieldValue, OrgId};
 use futures_util::stream::BoxStream;
 use time::format_description::well_known::Rfc3339;
 
@@ -104,6 +105,44 @@ impl Encoder {
         Ok(())
     }
 
+    /// A CSV header row of fixed names; nothing for JSON lines.
+    fn header_of(&mut self, names: &[&str]) -> Result<(), EngineError> {
+        if let Self::Csv(w) = self {
+            w.write_record(names).map_err(csv_error)?;
+        }
+        Ok(())
+    }
+
+    /// One audit entry: a CSV row (text cells neutralised, hashes in hex)
+    /// or the JSON record the sinks ship.
+    fn audit_row(&mut self, e: &::audit::Entry) -> Result<(), EngineError> {
+        match self {
+            Self::Csv(w) => {
+                let fields = e.fields.join(" ");
+                let cells = [
+                    e.seq.to_string(),
+                    crate::rfc3339_micros(e.at_micros),
+                    neutralise(&e.actor).into_owned(),
+                    neutralise(e.on_behalf_of.as_deref().unwrap_or("")).into_owned(),
+                    neutralise(&e.action).into_owned(),
+                    neutralise(&e.target).into_owned(),
+                    neutralise(&e.outcome).into_owned(),
+                    neutralise(&fields).into_owned(),
+                    neutralise(e.request_id.as_deref().unwrap_or("")).into_owned(),
+                    hex::encode(e.prev_hash),
+                    hex::encode(e.hash),
+                ];
+                w.write_record(&cells).map_err(csv_error)
+            }
+            Self::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, &::audit::export::entry_record(e))
+                    .map_err(|e| EngineError::Export(format!("json: {e}")))?;
+                out.push(b'\n');
+                Ok(())
+            }
+        }
+    }
+
     fn row(&mut self, columns: &[FieldDef], view: &ProfileView) -> Result<(), EngineError> {
         match self {
             Self::Csv(w) => {
@@ -145,6 +184,78 @@ impl Encoder {
     }
 }
 
+/// Where an export's pages come from.
+enum Source {
+    Profiles {
+        schema: domain::Schema,
+        columns: Vec<FieldDef>,
+        visibility: Visibility,
+        pseudonyms: Option<Pseudonymiser>,
+        after: Option<domain::ProfileId>,
+    },
+    Audit {
+        chain: String,
+        /// The chain's size when the export began: entries after it (the
+        /// export's own, say) are left for the next one.
+        until: i64,
+        after: i64,
+    },
+}
+
+/// Audit entries per page of an audit export.
+const AUDIT_PAGE: u32 = 1_000;
+
+const AUDIT_COLUMNS: [&str; 11] =
+    ["seq", "at", "actor", "on_behalf_of", "action", "target", "outcome", "fields", "request_id", "prev_hash", "hash"];
+
+impl Source {
+    /// The next page, encoded, and how many rows it holds; `None` at the end.
+    async fn next_page(
+        &mut self,
+        engine: &Engine,
+        org: OrgId,
+        format: ExportFormat,
+    ) -> Result<Option<(Vec<u8>, u64)>, EngineError> {
+        match self {
+            Self::Profiles { schema, columns, visibility, pseudonyms, after } => {
+                let page = engine.store.list_profiles(org, *after, PAGE, &[]).await?;
+                let Some(last) = page.last() else { return Ok(None) };
+                *after = Some(last.id);
+                let mut encoder = Encoder::new(format, page.len() * 1024);
+                for row in &page {
+                    let mut view = engine.decrypt_for(schema, row, *visibility).await?;
+                    if let Some(p) = pseudonyms {
+                        view.id = p.id(view.id);
+                        for (name, value) in view.fields.iter_mut() {
+                            match schema.field_named(name.as_str()) {
+                                Some(def) if def.classification.is_encrypted() => *value = p.value(def, value),
+                                _ => {}
+                            }
+                        }
+                    }
+                    encoder.row(columns, &view)?;
+                }
+                Ok(Some((encoder.finish()?, page.len() as u64)))
+            }
+            Self::Audit { chain, until, after } => {
+                if *after >= *until {
+                    return Ok(None);
+                }
+                let page = engine.store.audit_entries(chain, *after, AUDIT_PAGE).await?;
+                let page: Vec<_> = page.into_iter().take_while(|r| r.seq <= *until).collect();
+                let Some(last) = page.last() else { return Ok(None) };
+                *after = last.seq;
+                let mut encoder = Encoder::new(format, page.len() * 300);
+                let rows = page.len() as u64;
+                for row in page {
+                    encoder.audit_row(&crate::audit::from_row(row))?;
+                }
+                Ok(Some((encoder.finish()?, rows)))
+            }
+        }
+    }
+}
+
 impl Engine {
     /// Streams every profile the caller may see, in id order, decrypted
     /// (sensitive fields only for callers who read them). A
@@ -152,7 +263,7 @@ impl Engine {
     /// `profile.export.end` with the row count (and the outcome) when the
     /// export ends, finished or broken off. At most a few pages are held.
     pub async fn export_profiles(&self, auth: &Authorized, format: ExportFormat) -> Result<ExportStream, EngineError> {
-        self.export(auth, format, None).await
+        self.profile_export(auth, format, None).await
     }
 
     /// Streams a pseudonymised dataset of every profile, in the export's
@@ -167,10 +278,26 @@ impl Engine {
         format: ExportFormat,
     ) -> Result<ExportStream, EngineError> {
         self.require(auth, Action::ReadSensitive)?;
-        self.export(auth, format, Some(Pseudonymiser::new()?)).await
+        self.profile_export(auth, format, Some(Pseudonymiser::new()?)).await
     }
 
-    async fn export(
+    /// Streams the organisation's audit trail, oldest first, up to its
+    /// head when the export began: CSV (one row per entry, hashes in hex)
+    /// or JSON lines (the records the sinks ship), so a receiver can check
+    /// the chain. Chained as `audit.export` and `audit.export.end`.
+    pub async fn export_audit(&self, auth: &Authorized, format: ExportFormat) -> Result<ExportStream, EngineError> {
+        self.require(auth, Action::ReadAudit)?;
+        crate::support::check_unlimited(auth)?;
+        let chain = org_chain(auth.org());
+        let until =
+            self.store.audit_chains().await?.into_iter().find(|(c, _, _)| *c == chain).map_or(0, |(_, size, _)| size);
+        let mut header = Encoder::new(format, 256);
+        header.header_of(&AUDIT_COLUMNS)?;
+        let source = Source::Audit { chain, until, after: 0 };
+        self.stream(auth, format, "audit.export", vec![format!("format:{}", format.as_str())], header, source).await
+    }
+
+    async fn profile_export(
         &self,
         auth: &Authorized,
         format: ExportFormat,
@@ -178,21 +305,35 @@ impl Engine {
     ) -> Result<ExportStream, EngineError> {
         self.require(auth, Action::ReadProfiles)?;
         crate::support::check_unlimited(auth)?;
-        let org = auth.org();
-        let schema = self.load_schema(org).await?;
+        let schema = self.load_schema(auth.org()).await?;
         let visibility = Visibility::of(auth);
         let columns: Vec<FieldDef> =
             schema.fields.iter().filter(|f| visibility.shows(f.classification)).cloned().collect();
-        let export = uuid::Uuid::now_v7();
-        let target = format!("export:{export}");
         let mut fields = vec![format!("format:{}", format.as_str())];
         fields.extend(columns.iter().map(|f| f.name.to_string()));
         let action = if pseudonyms.is_some() { "profile.pseudonymise" } else { "profile.export" };
-        let start = by(auth.principal(), action, target.clone(), fields);
-        self.record(&Pending::new(org_chain(org), vec![start])).await?;
-
         let mut header = Encoder::new(format, 256);
         header.header(&columns)?;
+        let source = Source::Profiles { schema, columns, visibility, pseudonyms, after: None };
+        self.stream(auth, format, action, fields, header, source).await
+    }
+
+    /// Chains `action` before the first byte, then sends the header and
+    /// every page from a task of its own, at most `AHEAD` pages ahead of
+    /// the reader; chains `<action>.end` with the row count and outcome.
+    async fn stream(
+        &self,
+        auth: &Authorized,
+        format: ExportFormat,
+        action: &'static str,
+        fields: Vec<String>,
+        header: Encoder,
+        mut source: Source,
+    ) -> Result<ExportStream, EngineError> {
+        let org = auth.org();
+        let target = format!("export:{}", uuid::Uuid::now_v7());
+        let start = by(auth.principal(), action, target.clone(), fields);
+        self.record(&Pending::new(org_chain(org), vec![start])).await?;
         let header = header.finish()?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, EngineError>>(AHEAD);
         let engine = self.clone();
@@ -203,30 +344,13 @@ impl Engine {
                 if !header.is_empty() && tx.send(Ok(Bytes::from(header))).await.is_err() {
                     return Err(EngineError::Export("the export's reader went away".into()));
                 }
-                let mut after = None;
-                loop {
-                    let page = engine.store.list_profiles(org, after, PAGE, &[]).await?;
-                    let Some(last) = page.last() else { return Ok(()) };
-                    after = Some(last.id);
-                    let mut encoder = Encoder::new(format, page.len() * 1024);
-                    for row in &page {
-                        let mut view = engine.decrypt_for(&schema, row, visibility).await?;
-                        if let Some(p) = &pseudonyms {
-                            view.id = p.id(view.id);
-                            for (name, value) in view.fields.iter_mut() {
-                                match schema.field_named(name.as_str()) {
-                                    Some(def) if def.classification.is_encrypted() => *value = p.value(def, value),
-                                    _ => {}
-                                }
-                            }
-                        }
-                        encoder.row(&columns, &view)?;
-                        rows += 1;
-                    }
-                    if tx.send(Ok(Bytes::from(encoder.finish()?))).await.is_err() {
+                while let Some((bytes, n)) = source.next_page(&engine, org, format).await? {
+                    rows += n;
+                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
                         return Err(EngineError::Export("the export's reader went away".into()));
                     }
                 }
+                Ok(())
             }
             .await;
             let mut end = by(&principal, &format!("{action}.end"), target, vec![format!("rows:{rows}")]);

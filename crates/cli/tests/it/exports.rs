@@ -230,3 +230,79 @@ backend_tests! {
         s.app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
+
+/// An entry as the JSON-lines audit export writes it, read back.
+fn entry_of(line: &Value) -> audit::Entry {
+    let hash = |k: &str| -> [u8; 32] {
+        hex::decode(line[k].as_str().unwrap_or_default())
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or_else(|| panic!("{k}: {line}"))
+    };
+    let text = |k: &str| line[k].as_str().map(str::to_owned);
+    audit::Entry {
+        chain: text("chain").unwrap_or_default(),
+        seq: line["seq"].as_u64().unwrap_or_default(),
+        at_micros: line["at_micros"].as_i64().unwrap_or_default(),
+        actor: text("actor").unwrap_or_default(),
+        on_behalf_of: text("on_behalf_of"),
+        action: text("action").unwrap_or_default(),
+        target: text("target").unwrap_or_default(),
+        outcome: text("outcome").unwrap_or_default(),
+        fields: line["fields"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_owned)).collect(),
+        request_id: text("request_id"),
+        prev_hash: hash("prev_hash"),
+        hash: hash("hash"),
+    }
+}
+
+backend_tests! {
+    // claim 004.6 001.10
+    async fn the_audit_trail_exports_as_csv_and_json_lines_that_verify_outside(backend) {
+        let s = setup(backend).await;
+        let res = s.owner.get(&format!("{ORG}/exports/audit?format=jsonl")).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("content-disposition").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("acme-export-audit.jsonl")));
+        let text = res.text().await.unwrap_or_default();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        // Every entry up to the export's own, each chained to the last.
+        let mut verifier = audit::ChainVerifier::new([]);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(line["seq"].as_u64(), Some(i as u64 + 1));
+            assert!(verifier.push(&entry_of(line)), "entry {i} does not chain: {line}");
+        }
+        assert!(lines.iter().all(|l| l["action"] != "audit.export"), "it ends where the trail was when it was asked for");
+        let creates = lines.iter().filter(|l| l["action"] == "profile.create").count();
+        assert_eq!(creates, NAMES.len());
+        assert!(!text.contains("Ada"), "no value in the trail");
+
+        // CSV: the same entries, hashes in hex, text cells neutralised.
+        let res = s.owner.get(&format!("{ORG}/exports/audit")).await;
+        assert_eq!(res.status(), 200);
+        let rows = csv_rows(&res.text().await.unwrap_or_default());
+        assert_eq!(rows[0], ["seq", "at", "actor", "on_behalf_of", "action", "target", "outcome", "fields", "request_id", "prev_hash", "hash"]);
+        assert_eq!(rows.len(), lines.len() + 3, "the header, and the JSON export's start and end");
+        for (row, line) in rows[1..].iter().zip(&lines) {
+            assert_eq!(row[0], line["seq"].to_string());
+            assert_eq!(row[10], line["hash"].as_str().unwrap_or_default());
+        }
+
+        // Only roles that read the trail; and the command line.
+        assert_eq!(s.viewer.get(&format!("{ORG}/exports/audit")).await.status(), 403);
+        assert_eq!(s.owner.get(&format!("{ORG}/exports/audit?format=pdf")).await.status(), 422);
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out = dir.path().join("trail.jsonl");
+        let (code, _, err) = crate::cli(&s.app.db, &["export", "--org", "acme-export", "--audit", "--format", "jsonl", "--out", out.to_str().unwrap_or_default(), "--dev"], &[]);
+        assert_eq!(code, 0, "{err}");
+        let written = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{e}"));
+        let mut verifier = audit::ChainVerifier::new([]);
+        for line in written.lines() {
+            let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+            assert!(verifier.push(&entry_of(&line)));
+        }
+        assert!(written.lines().count() > lines.len());
+        let trail: Value = s.owner.get(&format!("{ORG}/audit?action=audit.export.end")).await.json().await.unwrap_or_default();
+        assert_eq!(trail["entries"].as_array().map(Vec::len), Some(3), "{trail}");
+        s.app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}

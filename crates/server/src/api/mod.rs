@@ -90,6 +90,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(profiles::get_attachment, profiles::put_attachment, profiles::delete_attachment))
         .routes(routes!(profiles::mine))
         .routes(routes!(exports::export_profiles))
+        .routes(routes!(exports::export_audit))
         .routes(routes!(audit::org_trail))
         .routes(routes!(audit::profile_history))
         .routes(routes!(support::list, support::request))
