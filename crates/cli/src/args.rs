@@ -145,6 +145,22 @@ pub enum OrgCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Offboard an organisation for good: hand over its data (profiles,
+    /// attachments and audit trail) into a new directory, then suspend it,
+    /// destroy its keys, prove a sample no longer decrypts, and remove its
+    /// rows and attachments. Writes a report into the directory.
+    Offboard {
+        #[arg(long)]
+        org: String,
+        /// A new directory for the handover (created 0700).
+        #[arg(long)]
+        export_dir: std::path::PathBuf,
+        /// The organisation's slug again: this cannot be undone.
+        #[arg(long)]
+        confirm: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

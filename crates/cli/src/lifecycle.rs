@@ -1,5 +1,10 @@
 //! `strongroom retention`: an organisation's retention policy shown, set
-//! and swept from the command line, acting with the deployment's keys.
+//! and swept from the command line, acting with the deployment's keys; and
+//! `strongroom org offboard`: the handover, crypto-shredding and removal of
+//! an organisation, with a report.
+
+use std::io::Write;
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use domain::{Action, DateRule, OrgSlug, RetentionPolicy};
@@ -103,4 +108,157 @@ fn describe(p: &RetentionPolicy) -> String {
     } else {
         format!("Retention: {}.", rules.join("; "))
     }
+}
+
+/// A new file only its owner reads (never replacing one).
+fn create_private(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
+}
+
+/// Writes a stream of bytes to a new private file; returns the byte count.
+async fn save<S, E>(mut stream: S, path: &Path) -> anyhow::Result<u64>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use futures_util::StreamExt;
+    let mut out = create_private(path)?;
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        out.write_all(&chunk).with_context(|| format!("cannot write {}", path.display()))?;
+        n += chunk.len() as u64;
+    }
+    out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    out.get_ref().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(n)
+}
+
+/// An attachment's name as a file name: only letters, digits, `.`, `-`
+/// and `_`, prefixed by its position so two names never collide.
+fn file_name(i: usize, name: &str) -> String {
+    let safe: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).take(100).collect();
+    format!("{i:03}-{}", safe.trim_start_matches('.'))
+}
+
+pub fn offboard(org: &str, dir: &Path, confirm: Option<&str>, config: &ConfigArgs) -> anyhow::Result<()> {
+    let slug = OrgSlug::parse(org).map_err(|e| anyhow::anyhow!("--org: the slug {e}"))?;
+    if confirm != Some(slug.as_str()) {
+        bail!(
+            "refusing to offboard {slug} without confirmation: its keys are destroyed and its data removed for good, backups included; pass --confirm {slug}"
+        );
+    }
+    let config = load_config(config)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("--export-dir: cannot create {} (it must not exist yet)", dir.display()))?;
+    }
+    block_on(async {
+        let engine = server::open_engine(&config, false).await?;
+        let result = async {
+            let org = engine.org_by_slug(&slug).await?;
+            // The handover, while the keys still exist.
+            let read = engine.authorize_local(org.id, Action::ReadSensitive);
+            let profiles_bytes =
+                save(engine.export_profiles(&read, engine::ExportFormat::Csv).await?, &dir.join("profiles.csv")).await?;
+            let attachments = handover_attachments(&engine, &read, dir).await?;
+            let audit = engine.authorize_local(org.id, Action::ReadAudit);
+            save(engine.export_audit(&audit, engine::ExportFormat::Jsonl).await?, &dir.join("audit.jsonl")).await?;
+            eprintln!(
+                "Handed over: profiles.csv ({profiles_bytes} bytes), {attachments} attachments, audit.jsonl, in {}",
+                dir.display()
+            );
+
+            let platform = engine.authorize_local_admin(domain::PlatformAction::ManageOrgs);
+            let report = engine.offboard_org(&platform, org.id).await?;
+            let backups = server::open_backups(&config, &engine).await?;
+            let escrow_failed = backups.forget_org(org.id.as_uuid()).await;
+            let json = serde_json::json!({
+                "organisation": { "id": org.id.to_string(), "slug": org.slug.as_str() },
+                "offboarded_at": engine::rfc3339_micros(engine::now_micros()),
+                "handover": { "profiles_csv_bytes": profiles_bytes, "attachments": attachments },
+                "keys": { "versions_destroyed": report.versions_destroyed, "unwrappable": !report.keys_unreadable },
+                "ciphertext_sample": { "records": report.sample, "no_longer_decrypt": report.sample_unreadable },
+                "rows_removed": report.rows.iter().map(|(t, n)| ((*t).to_owned(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+                "attachment_blobs_deleted": report.blobs,
+                "backup_escrow_deleted_at": backups.targets().iter().map(|t| t.name.clone()).filter(|n| !escrow_failed.iter().any(|(f, _)| f == n)).collect::<Vec<_>>(),
+                "backup_escrow_not_deleted_at": escrow_failed.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+            });
+            let mut out = create_private(&dir.join("offboarding-report.json"))?;
+            serde_json::to_writer_pretty(&mut out, &json).context("cannot write the report")?;
+            out.flush().context("cannot write the report")?;
+            let removed: u64 = report.rows.iter().map(|(_, n)| n).sum();
+            println!(
+                "Offboarded {} ({}): {} key versions destroyed; {} of {} sampled records no longer decrypt; {removed} rows and {} attachment blobs removed",
+                org.slug, org.id, report.versions_destroyed, report.sample_unreadable, report.sample, report.blobs
+            );
+            println!("Report: {}", dir.join("offboarding-report.json").display());
+            for (target, error) in &escrow_failed {
+                eprintln!("backup target {target}: cannot delete the escrow object: {error}");
+            }
+            if !escrow_failed.is_empty() {
+                bail!(
+                    "offboarded, but old backups at the targets above can still be opened until their escrow objects are deleted; run `strongroom keys destroy --org {} --confirm {}` when they are reachable",
+                    org.slug,
+                    org.slug
+                );
+            }
+            Ok(())
+        }
+        .await;
+        engine.shutdown().await;
+        result
+    })
+}
+
+/// Every attachment, decrypted, under `attachments/<profile>/`, with a
+/// manifest (`attachments.csv`: profile, file, name, type, size).
+async fn handover_attachments(engine: &engine::Engine, auth: &engine::Authorized, dir: &Path) -> anyhow::Result<usize> {
+    let mut manifest = csv::Writer::from_writer(create_private(&dir.join("attachments.csv"))?);
+    manifest.write_record(["profile_id", "file", "name", "content_type", "size"])?;
+    let mut count = 0;
+    let mut after = None;
+    loop {
+        let page = engine.store().list_profiles(auth.org(), after, 500, &[]).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for row in &page {
+            let list = engine.list_attachments_as(auth, row.id).await?;
+            if list.is_empty() {
+                continue;
+            }
+            let folder = dir.join("attachments").join(row.id.to_string());
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&folder)?;
+            }
+            for (i, a) in list.iter().enumerate() {
+                let (_, stream) = engine.get_attachment_as(auth, row.id, &a.name).await?;
+                let file = file_name(i, &a.name);
+                save(stream, &folder.join(&file)).await?;
+                let (id, size) = (row.id.to_string(), a.size.to_string());
+                manifest.write_record([
+                    id.as_str(),
+                    file.as_str(),
+                    engine::neutralise(&a.name).as_ref(),
+                    a.content_type.as_str(),
+                    size.as_str(),
+                ])?;
+                count += 1;
+            }
+        }
+    }
+    manifest.flush()?;
+    Ok(count)
 }

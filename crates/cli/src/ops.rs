@@ -97,6 +97,9 @@ pub fn org(cmd: OrgCommand) -> anyhow::Result<()> {
         OrgCommand::Rename { org, name, config } => org_update(&org, Some(&name), None, &config),
         OrgCommand::Suspend { org, config } => org_update(&org, None, Some(domain::OrgStatus::Suspended), &config),
         OrgCommand::Resume { org, config } => org_update(&org, None, Some(domain::OrgStatus::Active), &config),
+        OrgCommand::Offboard { org, export_dir, confirm, config } => {
+            crate::lifecycle::offboard(&org, &export_dir, confirm.as_deref(), &config)
+        }
         OrgCommand::List(config) => {
             let config = load_config(&config)?;
             block_on(async {

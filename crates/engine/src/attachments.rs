@@ -291,6 +291,15 @@ impl Engine {
         }
     }
 
+    /// A profile readable by a caller already authorised in its
+    /// organisation (the command line's handover at offboarding).
+    async fn readable_as(&self, auth: &Authorized, profile: ProfileId) -> Result<(ProfileRow, Principal), EngineError> {
+        self.require(auth, Action::ReadProfiles)?;
+        crate::support::check_scope(auth, profile)?;
+        let row = self.store.get_profile(auth.org(), profile).await?.ok_or(ProfileError::NotFound)?;
+        Ok((row, auth.principal().clone()))
+    }
+
     /// A profile's attachments, names decrypted.
     pub async fn list_attachments(
         &self,
@@ -298,7 +307,26 @@ impl Engine {
         org: OrgId,
         profile: ProfileId,
     ) -> Result<Vec<AttachmentInfo>, EngineError> {
-        let (row, actor) = self.readable_profile(principal, org, profile).await?;
+        let found = self.readable_profile(principal, org, profile).await?;
+        self.list_of(found, org, profile).await
+    }
+
+    /// A profile's attachments, for a caller authorised in its organisation.
+    pub async fn list_attachments_as(
+        &self,
+        auth: &Authorized,
+        profile: ProfileId,
+    ) -> Result<Vec<AttachmentInfo>, EngineError> {
+        let found = self.readable_as(auth, profile).await?;
+        self.list_of(found, auth.org(), profile).await
+    }
+
+    async fn list_of(
+        &self,
+        (row, actor): (ProfileRow, Principal),
+        org: OrgId,
+        profile: ProfileId,
+    ) -> Result<Vec<AttachmentInfo>, EngineError> {
         let record_key = self.record_key(&row).await?;
         self.record(&Pending::new(
             org_chain(org),
@@ -333,7 +361,29 @@ impl Engine {
         name: &str,
     ) -> Result<(AttachmentInfo, PlainStream), EngineError> {
         check_name(name).map_err(|_| AttachmentError::NotFound)?;
-        let (row, actor) = self.readable_profile(principal, org, profile).await?;
+        let found = self.readable_profile(principal, org, profile).await?;
+        self.open_attachment(found, org, profile, name).await
+    }
+
+    /// Opens an attachment for a caller authorised in its organisation.
+    pub async fn get_attachment_as(
+        &self,
+        auth: &Authorized,
+        profile: ProfileId,
+        name: &str,
+    ) -> Result<(AttachmentInfo, PlainStream), EngineError> {
+        check_name(name).map_err(|_| AttachmentError::NotFound)?;
+        let found = self.readable_as(auth, profile).await?;
+        self.open_attachment(found, auth.org(), profile, name).await
+    }
+
+    async fn open_attachment(
+        &self,
+        (row, actor): (ProfileRow, Principal),
+        org: OrgId,
+        profile: ProfileId,
+        name: &str,
+    ) -> Result<(AttachmentInfo, PlainStream), EngineError> {
         let blobs = self.blobs()?;
         let record_key = self.record_key(&row).await?;
         let a = self

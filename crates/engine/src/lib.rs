@@ -13,6 +13,7 @@ pub mod identity;
 pub mod import;
 pub mod keys;
 pub mod mail;
+pub mod offboard;
 pub mod profiles;
 pub mod pseudonymise;
 pub mod retention;
@@ -38,6 +39,7 @@ pub use identity::{
 };
 pub use import::{ImportReport, RowProblem, unneutralise};
 pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
+pub use offboard::OffboardReport;
 pub use profiles::{
     FieldHolding, Page, PersonalDataReport, ProfileError, ProfileQuery, ProfileView, Visibility, actor_of,
 };
@@ -95,6 +97,9 @@ pub enum EngineError {
     /// that does not parse).
     #[error("import refused: {0}")]
     Import(String),
+    /// Offboarding stopped before removing anything.
+    #[error("offboarding stopped: {0}")]
+    Offboard(String),
 }
 
 /// The application core shared by every interface.

@@ -35,6 +35,7 @@ pub mod blobs;
 pub mod dump;
 mod identity;
 mod migrate;
+mod offboard;
 mod postgres;
 mod postgres_audit;
 mod postgres_identity;
@@ -62,6 +63,7 @@ pub use identity::{
     SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord, UserStatus,
 };
 pub use migrate::{Applied, Migration, MigrationError, plan};
+pub use offboard::{PURGED, Purged};
 pub use profiles::{AttachmentRow, ProfileRow, SchemaRecord, Term, TermFilter};
 pub use retention::RetentionRow;
 pub use sqlite::connect_options as sqlite_connect_options;

@@ -414,3 +414,117 @@ backend_tests! {
         app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
+
+backend_tests! {
+    // claim 004.6
+    async fn offboarding_hands_over_then_shreds_and_removes_with_a_report(backend) {
+        let app = spawn_app(backend).await;
+        let leaving = app.create_org("acme-leaving").await;
+        let staying = app.create_org("acme-staying").await;
+        let email = format!("owner-{}@example.com", uuid::Uuid::new_v4().simple());
+        let u = app.create_user(&email, PW, false).await;
+        app.add_member(leaving.id, u.id, domain::Role::Owner).await;
+        app.add_member(staying.id, u.id, domain::Role::Owner).await;
+        let (owner, _, _) = app.login_with_mfa(&email, PW).await;
+        let schema = json!({ "fields": [{ "name": "full_name", "type": "string", "required": true }] });
+        let mut ids = Vec::new();
+        for (org, name) in [("acme-leaving", "Leaver One"), ("acme-leaving", "Leaver Two"), ("acme-leaving", "Leaver Three"), ("acme-staying", "Stayer")] {
+            if ids.is_empty() || name == "Stayer" {
+                assert_eq!(owner.send(Method::PUT, &format!("/v1/orgs/{org}/schema"), Some(schema.clone())).await.status(), 200);
+            }
+            let res = owner.send(Method::POST, &format!("/v1/orgs/{org}/profiles"), Some(json!({ "fields": { "full_name": name } }))).await;
+            let v: Value = res.json().await.unwrap_or_default();
+            ids.push(v["id"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned());
+        }
+        let res = owner
+            .request(Method::PUT, &format!("/v1/orgs/acme-leaving/profiles/{}/attachments/contract.pdf", ids[0]))
+            .header("content-type", "application/pdf")
+            .body("%PDF the contract of Leaver One")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 201);
+        let blobs = app.db.data_dir().join("blobs");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let handover = dir.path().join("handover");
+        let handover_arg = handover.to_str().unwrap_or("");
+
+        // Not without confirmation, and never into an existing directory.
+        let (code, _, err) = crate::cli(&app.db, &["org", "offboard", "--org", "acme-leaving", "--export-dir", handover_arg, "--dev"], &[]);
+        assert!(code != 0 && err.contains("--confirm acme-leaving"), "{err}");
+        let (code, _, err) = crate::cli(&app.db, &["org", "offboard", "--org", "acme-leaving", "--export-dir", dir.path().to_str().unwrap_or(""), "--confirm", "acme-leaving", "--dev"], &[]);
+        assert!(code != 0 && err.contains("must not exist"), "{err}");
+        assert_eq!(owner.get(&format!("/v1/orgs/acme-leaving/profiles/{}", ids[0])).await.status(), 200, "nothing happened yet");
+
+        let (code, out, err) = crate::cli(&app.db, &["org", "offboard", "--org", "acme-leaving", "--export-dir", handover_arg, "--confirm", "acme-leaving", "--dev"], &[]);
+        assert_eq!(code, 0, "{out}{err}");
+
+        // The handover holds every record, the attachment and the trail.
+        let csv = std::fs::read_to_string(handover.join("profiles.csv")).unwrap_or_else(|e| panic!("{e}"));
+        for name in ["Leaver One", "Leaver Two", "Leaver Three"] {
+            assert!(csv.contains(name), "{csv}");
+        }
+        assert!(!csv.contains("Stayer"));
+        let attachment = std::fs::read(handover.join("attachments").join(&ids[0]).join("000-contract.pdf")).unwrap_or_default();
+        assert_eq!(attachment, b"%PDF the contract of Leaver One");
+        assert!(std::fs::read_to_string(handover.join("attachments.csv")).unwrap_or_default().contains("contract.pdf"));
+        let mut verifier = audit::ChainVerifier::new([]);
+        let trail = std::fs::read_to_string(handover.join("audit.jsonl")).unwrap_or_default();
+        assert!(trail.lines().count() > 3);
+        for line in trail.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+            let mut e: audit::Entry = audit::Entry {
+                chain: v["chain"].as_str().unwrap_or("").to_owned(),
+                seq: v["seq"].as_u64().unwrap_or(0),
+                at_micros: v["at_micros"].as_i64().unwrap_or(0),
+                actor: v["actor"].as_str().unwrap_or("").to_owned(),
+                on_behalf_of: v["on_behalf_of"].as_str().map(str::to_owned),
+                action: v["action"].as_str().unwrap_or("").to_owned(),
+                target: v["target"].as_str().unwrap_or("").to_owned(),
+                outcome: v["outcome"].as_str().unwrap_or("").to_owned(),
+                fields: v["fields"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_owned)).collect(),
+                request_id: v["request_id"].as_str().map(str::to_owned),
+                prev_hash: [0; 32],
+                hash: [0; 32],
+            };
+            let hex32 = |k: &str| hex::decode(v[k].as_str().unwrap_or("")).ok().and_then(|b| b.try_into().ok()).unwrap_or([0u8; 32]);
+            (e.prev_hash, e.hash) = (hex32("prev_hash"), hex32("hash"));
+            assert!(verifier.push(&e), "the handed-over trail verifies: {line}");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        assert_eq!((mode(&handover), mode(&handover.join("profiles.csv"))), (0o700, 0o600));
+
+        // The report: keys destroyed, a sample shown unreadable, rows counted.
+        let report: Value = serde_json::from_slice(&std::fs::read(handover.join("offboarding-report.json")).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(report["keys"]["versions_destroyed"], 1, "{report}");
+        assert_eq!(report["keys"]["unwrappable"], false);
+        assert_eq!((report["ciphertext_sample"]["records"].as_u64(), report["ciphertext_sample"]["no_longer_decrypt"].as_u64()), (Some(3), Some(3)), "{report}");
+        assert_eq!(report["rows_removed"]["profiles"], 3);
+        assert_eq!(report["rows_removed"]["attachments"], 1);
+        assert_eq!(report["rows_removed"]["memberships"], 1);
+        assert_eq!(report["attachment_blobs_deleted"], 1);
+        assert!(out.contains("3 of 3 sampled records no longer decrypt"), "{out}");
+
+        // Gone from the store, suspended; the other organisation untouched.
+        for table in store::PURGED {
+            let left = app.db.raw_sql(&format!("DELETE FROM {table} WHERE org_id = {}", app.db.uuid_literal(&leaving.id.to_string()))).await;
+            assert_eq!(left, 0, "{table} still holds rows of the offboarded organisation");
+        }
+        assert!(files_under(&blobs).is_empty(), "its attachment blob is deleted");
+        assert_ne!(owner.get(&format!("/v1/orgs/acme-leaving/profiles/{}", ids[0])).await.status(), 200);
+        let kept: Value = owner.get(&format!("/v1/orgs/acme-staying/profiles/{}", ids[3])).await.json().await.unwrap_or_default();
+        assert_eq!(kept["fields"]["full_name"], "Stayer", "{kept}");
+
+        // Its chain survives it, verifies, and ends with the offboarding.
+        let (code, out, err) = crate::cli(&app.db, &["audit", "verify", "--org", "acme-leaving", "--dev"], &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        let (code, out, err) = crate::cli(&app.db, &["export", "--org", "acme-leaving", "--audit", "--format", "jsonl", "--dev"], &[]);
+        assert_eq!(code, 0, "{err}");
+        let last: Value = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).rfind(|l| l["action"] == "org.offboard").unwrap_or_default();
+        assert_eq!(last["outcome"], "success", "{out}");
+        assert!(last["fields"].as_array().is_some_and(|f| f.contains(&json!("profiles:3")) && f.contains(&json!("sample_unreadable:3/3"))), "{last}");
+        assert!(!out.contains("Leaver"), "no value in the trail");
+        app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}
