@@ -116,7 +116,7 @@ pub fn import(org: &str, file: &Path, skip_invalid: bool, config: &ConfigArgs) -
         let engine = server::open_engine(&config, false).await?;
         let org = engine.org_by_slug(&slug).await?;
         let auth = engine.authorize_local(org.id, domain::Action::WriteProfiles);
-        let report = engine.import_profiles(&auth, file, skip_invalid).await;
+        let report = engine.import_profiles(&auth, engine::ImportSource::File(file), skip_invalid).await;
         engine.shutdown().await;
         let report = report?;
         for p in &report.problems {

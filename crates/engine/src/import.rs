@@ -24,7 +24,7 @@ pub struct RowProblem {
     pub line: u64,
     /// The field (JSON pointer), or empty for the whole row.
     pub field: String,
-    pub rule: String,
+    pub rule: &'static str,
     pub message: String,
 }
 
@@ -128,12 +128,23 @@ enum Column {
     Field(String),
 }
 
-fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, EngineError> {
-    csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_path(path)
-        .map_err(|e| import_error(format!("cannot read the file: {e}")))
+/// Where an import's CSV comes from: it is read twice.
+#[derive(Debug, Clone)]
+pub enum ImportSource<'a> {
+    /// A file (the command line), read a record at a time.
+    File(&'a Path),
+    /// A request body already in memory (the API, within its size limit).
+    Bytes(bytes::Bytes),
+}
+
+fn reader(source: &ImportSource<'_>) -> Result<csv::Reader<Box<dyn std::io::Read + Send>>, EngineError> {
+    let input: Box<dyn std::io::Read + Send> = match source {
+        ImportSource::File(path) => Box::new(
+            std::fs::File::open(path).map_err(|e| import_error(format!("cannot read the file: {e}")))?,
+        ),
+        ImportSource::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+    };
+    Ok(csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input))
 }
 
 fn line_of(record: &csv::StringRecord, fallback: u64) -> u64 {
@@ -141,7 +152,7 @@ fn line_of(record: &csv::StringRecord, fallback: u64) -> u64 {
 }
 
 impl Engine {
-    /// Imports profiles from the CSV file at `path`: a header row of field
+    /// Imports profiles from CSV (a file or a request body): a header row of field
     /// names (the export's metadata columns are ignored), one record per
     /// row. Every row is checked first. With any bad row nothing is written
     /// and the report says why, unless `skip_invalid`, which writes the
@@ -151,7 +162,7 @@ impl Engine {
     pub async fn import_profiles(
         &self,
         auth: &Authorized,
-        path: &Path,
+        source: ImportSource<'_>,
         skip_invalid: bool,
     ) -> Result<ImportReport, EngineError> {
         self.require(auth, Action::WriteProfiles)?;
@@ -160,7 +171,7 @@ impl Engine {
         if schema.fields.is_empty() {
             return Err(import_error("the organisation has no profile schema yet".into()));
         }
-        let mut csv = reader(path)?;
+        let mut csv = reader(&source)?;
         let header: Vec<Column> = {
             let names = csv.headers().map_err(|e| import_error(format!("the header row: {e}")))?.clone();
             let mut columns = Vec::new();
@@ -190,7 +201,7 @@ impl Engine {
                     report.problems.push(RowProblem {
                         line,
                         field: p.path,
-                        rule: p.rule.to_owned(),
+                        rule: p.rule,
                         message: p.message,
                     });
                 } else {
@@ -201,7 +212,7 @@ impl Engine {
         let clean = report.valid == report.rows;
         if clean || skip_invalid {
             // Pass 2: write the good rows, each with its own audit entry.
-            let mut csv = reader(path)?;
+            let mut csv = reader(&source)?;
             while csv.read_record(&mut record).map_err(|e| import_error(format!("the file changed: {e}")))? {
                 let (map, problems) = check(&header, &record, &schema);
                 if !problems.is_empty() {

@@ -37,7 +37,7 @@ pub use identity::{
     AuthError, Authorized, AuthorizedPlatform, Denied, Grant, IdentitySettings, MfaError, NewUser, Principal,
     ServiceAccountGrant, SessionPolicy, TotpEnrolment,
 };
-pub use import::{ImportReport, RowProblem, unneutralise};
+pub use import::{ImportReport, ImportSource, RowProblem, unneutralise};
 pub use keys::{CacheSettings, DestroyReport, KeyError, KeyEvent, KeyObserver, KeyStatus, Keys, MetricsObserver};
 pub use offboard::OffboardReport;
 pub use profiles::{

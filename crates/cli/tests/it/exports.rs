@@ -223,10 +223,34 @@ backend_tests! {
         let (code, _, err) = crate::cli(&s.app.db, &["import", "--org", "acme-import", odd.to_str().unwrap_or_default(), "--dev"], &[]);
         assert!(code != 0 && err.contains("shoe_size"), "{err}");
 
-        // Imports are chained with their counts, the refused one as a failure.
+        // The API: the same checks, bad rows as a problem listing each.
+        let bad_body = std::fs::read(&bad).unwrap_or_default();
+        let post = |query: &'static str, content_type: &'static str| {
+            let req = s.owner.request(Method::POST, &format!("/v1/orgs/acme-import/imports/profiles{query}"));
+            req.header("content-type", content_type).body(bad_body.clone()).send()
+        };
+        let res = post("", "text/csv").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 422);
+        assert_eq!(res.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/problem+json"));
+        let problem: Value = res.json().await.unwrap_or_default();
+        let paths: Vec<&str> = problem["errors"].as_array().into_iter().flatten().filter_map(|e| e["path"].as_str()).collect();
+        for want in ["/lines/3/full_name", "/lines/4/score", "/lines/4/email", "/lines/4/stage"] {
+            assert!(paths.contains(&want), "{want} missing: {problem}");
+        }
+        assert!(!problem.to_string().contains("not-an-email"), "no value in the problem: {problem}");
+        assert_eq!(count(&s.owner.get("/v1/orgs/acme-import/exports/profiles").await.text().await.unwrap_or_default()), before + 1, "nothing written");
+        let res = post("?skip_invalid=true", "text/csv; charset=utf-8").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 200);
+        let done: Value = res.json().await.unwrap_or_default();
+        assert_eq!((done["rows"].as_u64(), done["written"].as_u64(), done["problems"].as_array().map(Vec::len)), (Some(3), Some(1), Some(4)), "{done}");
+        assert_eq!(count(&s.owner.get("/v1/orgs/acme-import/exports/profiles").await.text().await.unwrap_or_default()), before + 2);
+        assert_eq!(post("", "application/json").await.unwrap_or_else(|e| panic!("{e}")).status(), 415);
+        assert_eq!(post("?skip_invalid=maybe", "text/csv").await.unwrap_or_else(|e| panic!("{e}")).status(), 400);
+
+        // Imports are chained with their counts, the refused ones as failures.
         let trail: Value = s.owner.get("/v1/orgs/acme-import/audit?action=profile.import").await.json().await.unwrap_or_default();
         let outcomes: Vec<&str> = trail["entries"].as_array().into_iter().flatten().filter_map(|e| e["outcome"].as_str()).collect();
-        assert_eq!(outcomes, ["success", "failure", "success"], "{trail}");
+        assert_eq!(outcomes, ["success", "failure", "success", "failure", "success"], "{trail}");
         s.app.shutdown().await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 }

@@ -122,7 +122,7 @@ expected-statuses = ["400", "401", "403", "406", "415", "422", "428"]
 # An If-Match that is not the current ETag, well-formed or not, is a 412
 # (RFC 9110 §13.1.1), whatever else is wrong with the request.
 [[operations]]
-include-operation-id = ["putSchema", "createProfile", "patchProfile", "deleteProfile", "listProfiles"]
+include-operation-id = ["putSchema", "createProfile", "patchProfile", "deleteProfile", "listProfiles", "importProfiles", "setRetention"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422", "428"]
 checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "409", "412", "415", "422", "428"]
 

@@ -91,6 +91,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(profiles::mine))
         .routes(routes!(exports::export_profiles))
         .routes(routes!(exports::export_audit))
+        .routes(routes!(exports::import_profiles))
         .routes(routes!(audit::org_trail))
         .routes(routes!(audit::profile_history))
         .routes(routes!(support::list, support::request))
