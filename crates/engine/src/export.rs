@@ -20,7 +20,7 @@ use crate::pseudonymise::Pseudonymiser;
 use crate::{Engine, EngineError};
 
 /// Records decrypted and sent per page: bounds the memory an export holds.
-const PAGE: u32 = 500;
+const PAGE: u32 = 50;
 /// Pages encoded ahead of the reader.
 const AHEAD: usize = 2;
 

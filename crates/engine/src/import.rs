@@ -139,9 +139,9 @@ pub enum ImportSource<'a> {
 
 fn reader(source: &ImportSource<'_>) -> Result<csv::Reader<Box<dyn std::io::Read + Send>>, EngineError> {
     let input: Box<dyn std::io::Read + Send> = match source {
-        ImportSource::File(path) => Box::new(
-            std::fs::File::open(path).map_err(|e| import_error(format!("cannot read the file: {e}")))?,
-        ),
+        ImportSource::File(path) => {
+            Box::new(std::fs::File::open(path).map_err(|e| import_error(format!("cannot read the file: {e}")))?)
+        }
         ImportSource::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
     };
     Ok(csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input))
@@ -198,12 +198,7 @@ impl Engine {
             }
             for p in problems {
                 if report.problems.len() < MAX_PROBLEMS {
-                    report.problems.push(RowProblem {
-                        line,
-                        field: p.path,
-                        rule: p.rule,
-                        message: p.message,
-                    });
+                    report.problems.push(RowProblem { line, field: p.path, rule: p.rule, message: p.message });
                 } else {
                     report.more_problems += 1;
                 }

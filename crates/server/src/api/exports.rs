@@ -2,15 +2,15 @@
 //! trail as CSV or JSON-lines downloads, streamed as they are read; and
 //! profiles imported from a CSV body, all or nothing.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use domain::Action;
+use engine::ImportSource;
 use engine::{EngineError, ExportFormat, ProfileError};
 use futures_util::TryStreamExt;
 use http::{HeaderValue, header};
-use axum::Json;
-use axum::response::IntoResponse;
-use engine::ImportSource;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
