@@ -356,6 +356,22 @@ impl TestApp {
         }
     }
 
+    /// A new user with a unique address, made a member of `org` with
+    /// `role`, signed in with two-factor authentication: the record, the
+    /// address and the client.
+    pub async fn signed_in_member(
+        &self,
+        org: domain::OrgId,
+        role: domain::Role,
+        password: &str,
+    ) -> (store::UserRecord, String, UserClient) {
+        let email = format!("{}-{}@example.com", role.as_str(), uuid::Uuid::new_v4().simple());
+        let user = self.create_user(&email, password, false).await;
+        self.add_member(org, user.id, role).await;
+        let (client, _, _) = self.login_with_mfa(&email, password).await;
+        (user, email, client)
+    }
+
     /// Signs in, enrols TOTP and confirms it: a client whose session passed
     /// two-factor authentication, with the TOTP secret and recovery codes.
     pub async fn login_with_mfa(&self, email: &str, password: &str) -> (UserClient, crypto::TotpSecret, Vec<String>) {

@@ -344,10 +344,7 @@ backend_tests! {
     async fn a_50_mb_export_streams_in_flat_memory(backend) {
         let app = spawn_app(backend).await;
         let org = app.create_org("acme-bulk").await;
-        let email = format!("owner-{}@example.com", uuid::Uuid::new_v4().simple());
-        let u = app.create_user(&email, PW, false).await;
-        app.add_member(org.id, u.id, domain::Role::Owner).await;
-        let (owner, _, _) = app.login_with_mfa(&email, PW).await;
+        let (_, _, owner) = app.signed_in_member(org.id, domain::Role::Owner, PW).await;
         let schema = json!({ "fields": [
             { "name": "full_name", "type": "string", "required": true, "classification": "personal" },
             { "name": "notes", "type": "text", "classification": "personal" },

@@ -13,10 +13,7 @@ backend_tests! {
     async fn deleting_a_profile_erases_its_values_terms_and_attachments(backend) {
         let app = spawn_app(backend).await;
         let org = app.create_org("acme-erase").await;
-        let email = format!("owner-{}@example.com", uuid::Uuid::new_v4().simple());
-        let u = app.create_user(&email, PW, false).await;
-        app.add_member(org.id, u.id, domain::Role::Owner).await;
-        let (owner, _, _) = app.login_with_mfa(&email, PW).await;
+        let (_, _, owner) = app.signed_in_member(org.id, domain::Role::Owner, PW).await;
         let schema = json!({ "fields": [
             { "name": "full_name", "type": "string", "required": true, "classification": "personal" },
             { "name": "email", "type": "email", "searchable": true, "classification": "personal" }
@@ -322,10 +319,7 @@ backend_tests! {
         let app = spawn_app(backend).await;
         let org = app.create_org("acme-pseudo").await;
         app.create_org("acme-devdata").await;
-        let email = format!("owner-{}@example.com", uuid::Uuid::new_v4().simple());
-        let u = app.create_user(&email, PW, false).await;
-        app.add_member(org.id, u.id, domain::Role::Owner).await;
-        let (owner, _, _) = app.login_with_mfa(&email, PW).await;
+        let (u, _, owner) = app.signed_in_member(org.id, domain::Role::Owner, PW).await;
         assert_eq!(owner.send(Method::PUT, &format!("{PORG}/schema"), Some(pseudo_schema())).await.status(), 200);
         let mut ids = Vec::new();
         for (i, (name, mail, phone, born, city, diagnosis, salary)) in PEOPLE.iter().enumerate() {
