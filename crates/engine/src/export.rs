@@ -192,6 +192,8 @@ enum Source {
         visibility: Visibility,
         pseudonyms: Option<Pseudonymiser>,
         after: Option<domain::ProfileId>,
+        /// The next page, fetched while the last one was decrypted.
+        ahead: Option<Vec<store::ProfileRow>>,
     },
     Audit {
         chain: String,
@@ -208,6 +210,34 @@ const AUDIT_PAGE: u32 = 1_000;
 const AUDIT_COLUMNS: [&str; 11] =
     ["seq", "at", "actor", "on_behalf_of", "action", "target", "outcome", "fields", "request_id", "prev_hash", "hash"];
 
+/// Decrypts (and, for a pseudonymised dataset, replaces) and encodes one
+/// page of records.
+async fn encode_profiles(
+    engine: &Engine,
+    schema: &domain::Schema,
+    columns: &[FieldDef],
+    visibility: Visibility,
+    pseudonyms: Option<&Pseudonymiser>,
+    page: &[store::ProfileRow],
+    format: ExportFormat,
+) -> Result<Vec<u8>, EngineError> {
+    let mut encoder = Encoder::new(format, page.len() * 1024);
+    for row in page {
+        let mut view = engine.decrypt_for(schema, row, visibility).await?;
+        if let Some(p) = pseudonyms {
+            view.id = p.id(view.id);
+            for (name, value) in view.fields.iter_mut() {
+                match schema.field_named(name.as_str()) {
+                    Some(def) if def.classification.is_encrypted() => *value = p.value(def, value),
+                    _ => {}
+                }
+            }
+        }
+        encoder.row(columns, &view)?;
+    }
+    encoder.finish()
+}
+
 impl Source {
     /// The next page, encoded, and how many rows it holds; `None` at the end.
     async fn next_page(
@@ -217,25 +247,22 @@ impl Source {
         format: ExportFormat,
     ) -> Result<Option<(Vec<u8>, u64)>, EngineError> {
         match self {
-            Self::Profiles { schema, columns, visibility, pseudonyms, after } => {
-                let page = engine.store.list_profiles(org, *after, PAGE, &[]).await?;
+            Self::Profiles { schema, columns, visibility, pseudonyms, after, ahead } => {
+                let page = match ahead.take() {
+                    Some(page) => page,
+                    None => engine.store.list_profiles(org, *after, PAGE, &[]).await?,
+                };
                 let Some(last) = page.last() else { return Ok(None) };
                 *after = Some(last.id);
-                let mut encoder = Encoder::new(format, page.len() * 1024);
-                for row in &page {
-                    let mut view = engine.decrypt_for(schema, row, *visibility).await?;
-                    if let Some(p) = pseudonyms {
-                        view.id = p.id(view.id);
-                        for (name, value) in view.fields.iter_mut() {
-                            match schema.field_named(name.as_str()) {
-                                Some(def) if def.classification.is_encrypted() => *value = p.value(def, value),
-                                _ => {}
-                            }
-                        }
-                    }
-                    encoder.row(columns, &view)?;
-                }
-                Ok(Some((encoder.finish()?, page.len() as u64)))
+                // The next page is asked for before this one is decrypted,
+                // so the database works while this task does.
+                let next = engine.store.list_profiles(org, *after, PAGE, &[]);
+                let (next, encoded) = tokio::join!(
+                    next,
+                    encode_profiles(engine, schema, columns, *visibility, pseudonyms.as_ref(), &page, format)
+                );
+                *ahead = Some(next?);
+                Ok(Some((encoded?, page.len() as u64)))
             }
             Self::Audit { chain, until, after } => {
                 if *after >= *until {
@@ -314,7 +341,7 @@ impl Engine {
         let action = if pseudonyms.is_some() { "profile.pseudonymise" } else { "profile.export" };
         let mut header = Encoder::new(format, 256);
         header.header(&columns)?;
-        let source = Source::Profiles { schema, columns, visibility, pseudonyms, after: None };
+        let source = Source::Profiles { schema, columns, visibility, pseudonyms, after: None, ahead: None };
         self.stream(auth, format, action, fields, header, source).await
     }
 

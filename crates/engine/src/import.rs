@@ -12,6 +12,8 @@ use crate::audit::{Pending, by, org_chain};
 use crate::identity::Authorized;
 use crate::{Engine, EngineError};
 
+/// Records written per transaction.
+const BATCH: usize = 500;
 /// Problems kept in a report; the rest are only counted.
 const MAX_PROBLEMS: usize = 1000;
 /// Columns an export adds that an import ignores (new records get new ids).
@@ -208,13 +210,23 @@ impl Engine {
         if clean || skip_invalid {
             // Pass 2: write the good rows, each with its own audit entry.
             let mut csv = reader(&source)?;
-            while csv.read_record(&mut record).map_err(|e| import_error(format!("the file changed: {e}")))? {
-                let (map, problems) = check(&header, &record, &schema);
-                if !problems.is_empty() {
-                    continue;
+            // Written BATCH at a time, each batch in one transaction.
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
+                let more = csv.read_record(&mut record).map_err(|e| import_error(format!("the file changed: {e}")))?;
+                if more {
+                    let (map, problems) = check(&header, &record, &schema);
+                    if problems.is_empty() {
+                        batch.push(map);
+                    }
                 }
-                self.create_profile(auth, &map, None).await?;
-                report.written += 1;
+                if batch.len() >= BATCH || (!more && !batch.is_empty()) {
+                    report.written += self.create_profiles(auth, &batch).await? as u64;
+                    batch.clear();
+                }
+                if !more {
+                    break;
+                }
             }
         }
         let fields = vec![

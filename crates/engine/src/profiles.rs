@@ -240,36 +240,47 @@ impl Engine {
             crate::support::refuse_owner_change(auth)?;
             self.check_owner(owner).await?;
         }
-        let id = ProfileId::new();
         let (version, org_key) = self.keys.current_org_key(org).await?;
-        let record_key = Key256::generate().map_err(KeyError::from)?;
-        let kv = KeyVersion::new(version).ok_or(KeyError::NoKey)?;
-        let wrapped = crypto::wrap_record_key(&org_key, kv, org, id, &record_key).map_err(KeyError::from)?;
-        let sealed = seal_fields(&schema, org, id, &record_key, &fields)?;
-        let terms = terms_for(&schema, &BlindIndexKey::derive(&org_key, org).map_err(KeyError::from)?, &fields);
-        let now = store::now();
-        let actor = actor_of(auth.principal());
-        let row = ProfileRow {
-            org_id: org,
-            id,
-            revision: 1,
-            schema_version: schema.version,
-            owner,
-            record_key: wrapped,
-            key_version: version,
-            field_names: sealed.field_names,
-            plain: sealed.plain,
-            sealed: sealed.sealed,
-            created_at: now,
-            created_by: actor.clone(),
-            updated_at: now,
-            updated_by: actor,
-        };
+        let sealer = Sealer::new(&schema, org, version, &org_key, actor_of(auth.principal()))?;
+        let (row, terms) = sealer.seal(&fields, owner)?;
         let names = fields.keys().map(FieldName::to_string).collect();
         let pending =
-            Pending::new(org_chain(org), vec![by(auth.principal(), "profile.create", profile_target(id), names)]);
+            Pending::new(org_chain(org), vec![by(auth.principal(), "profile.create", profile_target(row.id), names)]);
         self.store.insert_profile(&row, &terms, Some(&pending.append())).await?;
         Ok(view_of(&schema, &row, Visibility::of(auth), fields))
+    }
+
+    /// Creates many profiles in one transaction (an import's batch). Every
+    /// input is validated first: with any invalid, nothing is written. Each
+    /// record is chained as `profile.create`, in the same transaction.
+    /// Returns how many were written.
+    pub async fn create_profiles(
+        &self,
+        auth: &Authorized,
+        inputs: &[Map<String, Value>],
+    ) -> Result<usize, EngineError> {
+        self.require(auth, Action::WriteProfiles)?;
+        crate::support::check_unlimited(auth)?;
+        let org = auth.org();
+        let schema = self.load_schema(org).await?;
+        if schema.fields.is_empty() {
+            return Err(invalid("", "schema", "the organisation has no profile schema yet: PUT /v1/orgs/{org}/schema"));
+        }
+        let (version, org_key) = self.keys.current_org_key(org).await?;
+        let sealer = Sealer::new(&schema, org, version, &org_key, actor_of(auth.principal()))?;
+        let mut rows = Vec::with_capacity(inputs.len());
+        let mut drafts = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let fields = schema.validate_new(input).map_err(ProfileError::Invalid)?;
+            let (row, terms) = sealer.seal(&fields, None)?;
+            let names = fields.keys().map(FieldName::to_string).collect();
+            drafts.push(by(auth.principal(), "profile.create", profile_target(row.id), names));
+            rows.push((row, terms));
+        }
+        let refs: Vec<(&ProfileRow, &[Term])> = rows.iter().map(|(r, t)| (r, t.as_slice())).collect();
+        let pending = Pending::new(org_chain(org), drafts);
+        self.store.insert_profiles(&refs, Some(&pending.append())).await?;
+        Ok(rows.len())
     }
 
     async fn check_owner(&self, owner: UserId) -> Result<(), EngineError> {
@@ -702,6 +713,67 @@ impl Engine {
             fields.insert(def.name.clone(), value);
         }
         Ok(fields)
+    }
+}
+
+/// Seals new records of one organisation under its current key version:
+/// a fresh record key each, wrapped by the organisation key, the fields
+/// encrypted under it, and the blind-index terms.
+struct Sealer<'a> {
+    schema: &'a Schema,
+    org: OrgId,
+    version: u32,
+    kv: KeyVersion,
+    org_key: &'a Key256,
+    index: BlindIndexKey,
+    actor: String,
+    now: OffsetDateTime,
+}
+
+impl<'a> Sealer<'a> {
+    fn new(
+        schema: &'a Schema,
+        org: OrgId,
+        version: u32,
+        org_key: &'a Key256,
+        actor: String,
+    ) -> Result<Self, EngineError> {
+        Ok(Self {
+            schema,
+            org,
+            version,
+            kv: KeyVersion::new(version).ok_or(KeyError::NoKey)?,
+            org_key,
+            index: BlindIndexKey::derive(org_key, org).map_err(KeyError::from)?,
+            actor,
+            now: store::now(),
+        })
+    }
+
+    fn seal(&self, fields: &Fields, owner: Option<UserId>) -> Result<(ProfileRow, Vec<Term>), EngineError> {
+        let id = ProfileId::new();
+        let record_key = Key256::generate().map_err(KeyError::from)?;
+        let wrapped =
+            crypto::wrap_record_key(self.org_key, self.kv, self.org, id, &record_key).map_err(KeyError::from)?;
+        let sealed = seal_fields(self.schema, self.org, id, &record_key, fields)?;
+        let terms = terms_for(self.schema, &self.index, fields);
+        let row = ProfileRow {
+            org_id: self.org,
+            id,
+            revision: 1,
+            schema_version: self.schema.version,
+            owner,
+            record_key: wrapped,
+            key_version: self.version,
+            field_names: sealed.field_names,
+            plain: sealed.plain,
+            sealed: sealed.sealed,
+            created_at: self.now,
+            created_by: self.actor.clone(),
+            updated_at: self.now,
+            updated_by: self.actor.clone(),
+        };
+        Ok((row, terms))
     }
 }
 

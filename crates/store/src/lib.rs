@@ -545,7 +545,17 @@ impl Store {
         terms: &[Term],
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<()> {
-        dispatch!(self.insert_profile(profile, terms, audit))
+        dispatch!(self.insert_profiles(&[(profile, terms)], audit))
+    }
+
+    /// Stores new profiles and their lookup terms in one transaction (an
+    /// import's batch), with one audit append for all of them.
+    pub async fn insert_profiles(
+        &self,
+        rows: &[(&ProfileRow, &[Term])],
+        audit: Option<&AuditAppend<'_>>,
+    ) -> Result<()> {
+        dispatch!(self.insert_profiles(rows, audit))
     }
 
     pub async fn get_profile(&self, org: OrgId, id: ProfileId) -> Result<Option<ProfileRow>> {

@@ -130,36 +130,37 @@ impl SqliteStore {
             .await?)
     }
 
-    pub(crate) async fn insert_profile(
+    pub(crate) async fn insert_profiles(
         &self,
-        p: &ProfileRow,
-        terms: &[Term],
+        rows: &[(&ProfileRow, &[Term])],
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO profiles (org_id, id, revision, schema_version, owner_user_id, record_key, key_version,
+        for (p, terms) in rows {
+            sqlx::query(
+                "INSERT INTO profiles (org_id, id, revision, schema_version, owner_user_id, record_key, key_version,
                  field_names, plain, sealed, created_at, created_by, updated_at, updated_by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
-        .bind(p.org_id.as_uuid())
-        .bind(p.id.as_uuid())
-        .bind(p.revision)
-        .bind(i64::from(p.schema_version))
-        .bind(p.owner.map(|u| u.as_uuid()))
-        .bind(&p.record_key)
-        .bind(i64::from(p.key_version))
-        .bind(&p.field_names)
-        .bind(&p.plain)
-        .bind(&p.sealed)
-        .bind(p.created_at)
-        .bind(&p.created_by)
-        .bind(p.updated_at)
-        .bind(&p.updated_by)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_or(e, "a profile with this id"))?;
-        insert_terms(&mut tx, p, terms).await?;
+            )
+            .bind(p.org_id.as_uuid())
+            .bind(p.id.as_uuid())
+            .bind(p.revision)
+            .bind(i64::from(p.schema_version))
+            .bind(p.owner.map(|u| u.as_uuid()))
+            .bind(&p.record_key)
+            .bind(i64::from(p.key_version))
+            .bind(&p.field_names)
+            .bind(&p.plain)
+            .bind(&p.sealed)
+            .bind(p.created_at)
+            .bind(&p.created_by)
+            .bind(p.updated_at)
+            .bind(&p.updated_by)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "a profile with this id"))?;
+            insert_terms(&mut tx, p, terms).await?;
+        }
         if let Some(a) = audit {
             crate::sqlite_audit::append_in(&mut tx, a).await?;
         }
