@@ -168,40 +168,67 @@ pub fn offboard(org: &str, dir: &Path, confirm: Option<&str>, config: &ConfigArg
         let engine = server::open_engine(&config, false).await?;
         let result = async {
             let org = engine.org_by_slug(&slug).await?;
-            // The handover, while the keys still exist.
-            let read = engine.authorize_local(org.id, Action::ReadSensitive);
-            let profiles_bytes =
-                save(engine.export_profiles(&read, engine::ExportFormat::Csv).await?, &dir.join("profiles.csv")).await?;
-            let attachments = handover_attachments(&engine, &read, dir).await?;
-            let audit = engine.authorize_local(org.id, Action::ReadAudit);
-            save(engine.export_audit(&audit, engine::ExportFormat::Jsonl).await?, &dir.join("audit.jsonl")).await?;
-            eprintln!(
-                "Handed over: profiles.csv ({profiles_bytes} bytes), {attachments} attachments, audit.jsonl, in {}",
-                dir.display()
-            );
+            let platform = engine.authorize_local_admin(domain::PlatformAction::OffboardOrgs);
+            // Suspended first: nothing changes after it is handed over.
+            engine.suspend_for_offboarding(&platform, org.id).await?;
+            let keys = engine.store().org_keys(org.id).await?;
+            let resuming = !keys.is_empty() && keys.iter().all(|k| k.state == domain::KeyState::Destroyed);
+            let (profiles_bytes, attachments) = if resuming {
+                eprintln!(
+                    "The keys of {} are already destroyed (an earlier offboarding stopped): nothing can be handed over; finishing the removal",
+                    org.slug
+                );
+                (0, 0)
+            } else {
+                handover(&engine, org.id, dir).await?
+            };
 
-            let platform = engine.authorize_local_admin(domain::PlatformAction::ManageOrgs);
-            let report = engine.offboard_org(&platform, org.id).await?;
+            let report = match engine.offboard_org(&platform, org.id).await {
+                Ok(report) => report,
+                Err(e) => {
+                    // Past the destruction, old backups must not keep the
+                    // data openable, and the operator needs the way on.
+                    let destroyed = engine
+                        .store()
+                        .org_keys(org.id)
+                        .await
+                        .is_ok_and(|k| k.iter().all(|k| k.state == domain::KeyState::Destroyed));
+                    if destroyed {
+                        if let Ok(backups) = server::open_backups(&config, &engine).await {
+                            for (target, error) in backups.forget_org(org.id.as_uuid()).await {
+                                eprintln!("backup target {target}: cannot delete the escrow object: {error}");
+                            }
+                        }
+                        eprintln!(
+                            "Its keys are destroyed. Run `strongroom org offboard --org {0} --export-dir NEW_DIR --confirm {0}` again to finish removing its rows.",
+                            org.slug
+                        );
+                    }
+                    return Err(e.into());
+                }
+            };
             let backups = server::open_backups(&config, &engine).await?;
             let escrow_failed = backups.forget_org(org.id.as_uuid()).await;
             let json = serde_json::json!({
                 "organisation": { "id": org.id.to_string(), "slug": org.slug.as_str() },
                 "offboarded_at": engine::rfc3339_micros(engine::now_micros()),
-                "handover": { "profiles_csv_bytes": profiles_bytes, "attachments": attachments },
+                "handover": { "profiles_csv_bytes": profiles_bytes, "attachments": attachments, "skipped_keys_already_destroyed": resuming },
                 "keys": { "versions_destroyed": report.versions_destroyed, "unwrappable": !report.keys_unreadable },
                 "ciphertext_sample": { "records": report.sample, "no_longer_decrypt": report.sample_unreadable },
                 "rows_removed": report.rows.iter().map(|(t, n)| ((*t).to_owned(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
-                "attachment_blobs_deleted": report.blobs,
+                "attachment_blobs": { "rows_removed": report.blob_rows, "deleted": report.blobs },
                 "backup_escrow_deleted_at": backups.targets().iter().map(|t| t.name.clone()).filter(|n| !escrow_failed.iter().any(|(f, _)| f == n)).collect::<Vec<_>>(),
                 "backup_escrow_not_deleted_at": escrow_failed.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+                "kept": "the organisation row (suspended), its destroyed key versions, its audit chain, and user accounts (which may belong to other organisations)",
             });
             let mut out = create_private(&dir.join("offboarding-report.json"))?;
             serde_json::to_writer_pretty(&mut out, &json).context("cannot write the report")?;
             out.flush().context("cannot write the report")?;
+            out.get_ref().sync_all().context("cannot write the report")?;
             let removed: u64 = report.rows.iter().map(|(_, n)| n).sum();
             println!(
-                "Offboarded {} ({}): {} key versions destroyed; {} of {} sampled records no longer decrypt; {removed} rows and {} attachment blobs removed",
-                org.slug, org.id, report.versions_destroyed, report.sample_unreadable, report.sample, report.blobs
+                "Offboarded {} ({}): {} key versions destroyed; {} of {} sampled records no longer decrypt; {removed} rows and {} of {} attachment blobs removed",
+                org.slug, org.id, report.versions_destroyed, report.sample_unreadable, report.sample, report.blobs, report.blob_rows
             );
             println!("Report: {}", dir.join("offboarding-report.json").display());
             for (target, error) in &escrow_failed {
@@ -214,12 +241,46 @@ pub fn offboard(org: &str, dir: &Path, confirm: Option<&str>, config: &ConfigArg
                     org.slug
                 );
             }
+            if report.blobs < report.blob_rows {
+                bail!("offboarded, but {} attachment blobs could not be deleted (see the log)", report.blob_rows - report.blobs);
+            }
             Ok(())
         }
         .await;
         engine.shutdown().await;
         result
     })
+}
+
+/// Writes the handover into `dir` and checks it is whole before anything
+/// is destroyed: every record in `profiles.csv`, every attachment, the
+/// trail; files and folders synced. Returns the CSV's size and the
+/// attachment count.
+async fn handover(engine: &engine::Engine, org: domain::OrgId, dir: &Path) -> anyhow::Result<(u64, usize)> {
+    let read = engine.authorize_local(org, Action::ReadSensitive);
+    let csv_path = dir.join("profiles.csv");
+    let profiles_bytes = save(engine.export_profiles(&read, engine::ExportFormat::Csv).await?, &csv_path).await?;
+    let attachments = handover_attachments(engine, &read, dir).await?;
+    let audit = engine.authorize_local(org, Action::ReadAudit);
+    save(engine.export_audit(&audit, engine::ExportFormat::Jsonl).await?, &dir.join("audit.jsonl")).await?;
+    // Whole, or nothing is destroyed.
+    let written = csv::Reader::from_path(&csv_path)?.records().count();
+    let stored = engine.store().profile_field_names(org).await?.len();
+    if written != stored {
+        bail!("the handover holds {written} records but the store {stored}; nothing was destroyed");
+    }
+    for folder in [dir.to_path_buf(), dir.join("attachments")] {
+        if folder.is_dir() {
+            std::fs::File::open(&folder)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", folder.display()))?;
+        }
+    }
+    eprintln!(
+        "Handed over: profiles.csv ({written} records, {profiles_bytes} bytes), {attachments} attachments, audit.jsonl, in {}",
+        dir.display()
+    );
+    Ok((profiles_bytes, attachments))
 }
 
 /// Every attachment, decrypted, under `attachments/<profile>/`, with a
@@ -247,6 +308,7 @@ async fn handover_attachments(engine: &engine::Engine, auth: &engine::Authorized
                 let (_, stream) = engine.get_attachment_as(auth, row.id, &a.name).await?;
                 let file = file_name(i, &a.name);
                 save(stream, &folder.join(&file)).await?;
+                std::fs::File::open(&folder).and_then(|f| f.sync_all())?;
                 let (id, size) = (row.id.to_string(), a.size.to_string());
                 manifest.write_record([
                     id.as_str(),
@@ -260,5 +322,6 @@ async fn handover_attachments(engine: &engine::Engine, auth: &engine::Authorized
         }
     }
     manifest.flush()?;
+    manifest.into_inner().map_err(|e| anyhow::anyhow!("cannot write attachments.csv: {e}"))?.get_ref().sync_all()?;
     Ok(count)
 }

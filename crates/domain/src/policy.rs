@@ -66,6 +66,9 @@ pub enum PlatformAction {
     RequestSupport,
     /// See backup runs and drill reports (never their content).
     ViewBackups,
+    /// Offboard an organisation: hand its data over, destroy its keys and
+    /// remove its rows (the command line only).
+    OffboardOrgs,
 }
 
 /// Whether a role may take an action. The whole permission matrix.

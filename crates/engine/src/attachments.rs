@@ -452,17 +452,20 @@ impl Engine {
 
     /// Removes blobs whose rows are gone. A failure leaves an orphan blob,
     /// still encrypted and unreadable without its row; it is logged by key.
-    pub(crate) async fn forget_blobs(&self, keys: Vec<String>) {
-        let Some(blobs) = &self.blobs else { return };
+    pub(crate) async fn forget_blobs(&self, keys: Vec<String>) -> usize {
+        let Some(blobs) = &self.blobs else { return 0 };
+        let mut deleted = 0;
         for key in keys {
             let result = match BlobKey::new(&key) {
                 Ok(k) => blobs.delete(&k).await,
                 Err(e) => Err(e),
             };
-            if let Err(e) = result {
-                tracing::warn!(blob = %key, error = %e, "could not delete a blob whose row is gone");
+            match result {
+                Ok(()) => deleted += 1,
+                Err(e) => tracing::warn!(blob = %key, error = %e, "could not delete a blob whose row is gone"),
             }
         }
+        deleted
     }
 }
 

@@ -8,6 +8,8 @@
 //! neutralised with a leading `'`, as OWASP recommends; so is a cell that
 //! starts with `'`, which makes the change reversible for imports.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use domain::{Action, FieldDef, FieldValue, OrgId};
 use futures_util::stream::BoxStream;
@@ -187,10 +189,10 @@ impl Encoder {
 /// Where an export's pages come from.
 enum Source {
     Profiles {
-        schema: domain::Schema,
-        columns: Vec<FieldDef>,
+        schema: Arc<domain::Schema>,
+        columns: Arc<Vec<FieldDef>>,
         visibility: Visibility,
-        pseudonyms: Option<Pseudonymiser>,
+        pseudonyms: Option<Arc<Pseudonymiser>>,
         after: Option<domain::ProfileId>,
         /// The next page, fetched while the last one was decrypted.
         ahead: Option<Vec<store::ProfileRow>>,
@@ -222,18 +224,29 @@ async fn encode_profiles(
     format: ExportFormat,
 ) -> Result<Vec<u8>, EngineError> {
     let mut encoder = Encoder::new(format, page.len() * 1024);
+    let mut views = Vec::with_capacity(page.len());
     for row in page {
         let mut view = engine.decrypt_for(schema, row, visibility).await?;
         if let Some(p) = pseudonyms {
-            view.id = p.id(view.id);
+            // Nothing that links a row back to the real record: not its id,
+            // its revision, its times, nor its place in creation order.
             for (name, value) in view.fields.iter_mut() {
                 match schema.field_named(name.as_str()) {
-                    Some(def) if def.classification.is_encrypted() => *value = p.value(def, value),
+                    Some(def) if def.classification.is_encrypted() => *value = p.value(view.id, def, value),
                     _ => {}
                 }
             }
+            view.id = p.id(view.id);
+            view.revision = 1;
+            (view.created_at, view.updated_at) = (p.started(), p.started());
         }
-        encoder.row(columns, &view)?;
+        views.push(view);
+    }
+    if pseudonyms.is_some() {
+        views.sort_by_key(|v| v.id);
+    }
+    for view in &views {
+        encoder.row(columns, view)?;
     }
     encoder.finish()
 }
@@ -257,12 +270,26 @@ impl Source {
                 // The next page is asked for before this one is decrypted,
                 // so the database works while this task does.
                 let next = engine.store.list_profiles(org, *after, PAGE, &[]);
-                let (next, encoded) = tokio::join!(
-                    next,
-                    encode_profiles(engine, schema, columns, *visibility, pseudonyms.as_ref(), &page, format)
-                );
+                let rows = page.len() as u64;
+                // Decrypting is the work: half the page on another task, so
+                // a second core takes it.
+                let mut first = page;
+                let second = first.split_off(first.len() / 2);
+                let helper = {
+                    let (engine, schema, columns) = (engine.clone(), Arc::clone(schema), Arc::clone(columns));
+                    let (visibility, pseudonyms) = (*visibility, pseudonyms.clone());
+                    tokio::spawn(async move {
+                        encode_profiles(&engine, &schema, &columns, visibility, pseudonyms.as_deref(), &second, format)
+                            .await
+                    })
+                };
+                let here = encode_profiles(engine, schema, columns, *visibility, pseudonyms.as_deref(), &first, format);
+                let (next, here) = tokio::join!(next, here);
+                let there = helper.await.map_err(|e| EngineError::Export(format!("an export task failed: {e}")))?;
                 *ahead = Some(next?);
-                Ok(Some((encoded?, page.len() as u64)))
+                let mut encoded = here?;
+                encoded.extend_from_slice(&there?);
+                Ok(Some((encoded, rows)))
             }
             Self::Audit { chain, until, after } => {
                 if *after >= *until {
@@ -316,8 +343,7 @@ impl Engine {
         self.require(auth, Action::ReadAudit)?;
         crate::support::check_unlimited(auth)?;
         let chain = org_chain(auth.org());
-        let until =
-            self.store.audit_chains().await?.into_iter().find(|(c, _, _)| *c == chain).map_or(0, |(_, size, _)| size);
+        let until = self.store.audit_size(&chain).await?;
         let mut header = Encoder::new(format, 256);
         header.header_of(&AUDIT_COLUMNS)?;
         let source = Source::Audit { chain, until, after: 0 };
@@ -341,7 +367,14 @@ impl Engine {
         let action = if pseudonyms.is_some() { "profile.pseudonymise" } else { "profile.export" };
         let mut header = Encoder::new(format, 256);
         header.header(&columns)?;
-        let source = Source::Profiles { schema, columns, visibility, pseudonyms, after: None, ahead: None };
+        let source = Source::Profiles {
+            schema: Arc::new(schema),
+            columns: Arc::new(columns),
+            visibility,
+            pseudonyms: pseudonyms.map(Arc::new),
+            after: None,
+            ahead: None,
+        };
         self.stream(auth, format, action, fields, header, source).await
     }
 
@@ -362,18 +395,20 @@ impl Engine {
         let start = by(auth.principal(), action, target.clone(), fields);
         self.record(&Pending::new(org_chain(org), vec![start])).await?;
         let header = header.finish()?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, EngineError>>(AHEAD);
+        // `Ok(None)` marks the end: a stream that stops without it (the
+        // producer died) ends with an error, never as if complete.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Option<Bytes>, EngineError>>(AHEAD);
         let engine = self.clone();
         let principal = auth.principal().clone();
         tokio::spawn(async move {
             let mut rows = 0u64;
             let result = async {
-                if !header.is_empty() && tx.send(Ok(Bytes::from(header))).await.is_err() {
+                if !header.is_empty() && tx.send(Ok(Some(Bytes::from(header)))).await.is_err() {
                     return Err(EngineError::Export("the export's reader went away".into()));
                 }
                 while let Some((bytes, n)) = source.next_page(&engine, org, format).await? {
                     rows += n;
-                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                    if tx.send(Ok(Some(Bytes::from(bytes)))).await.is_err() {
                         return Err(EngineError::Export("the export's reader went away".into()));
                     }
                 }
@@ -387,11 +422,17 @@ impl Engine {
             if let Err(e) = engine.record(&Pending::new(org_chain(org), vec![end])).await {
                 tracing::warn!(error = %e, "the end of an export could not be chained");
             }
-            if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
-            }
+            let _ = tx.send(result.map(|()| None)).await;
         });
-        Ok(Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
+        Ok(Box::pin(futures_util::stream::unfold(Some(rx), |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(Ok(Some(bytes))) => Some((Ok(bytes), Some(rx))),
+                Some(Ok(None)) => None,
+                Some(Err(e)) => Some((Err(e), None)),
+                None => Some((Err(EngineError::Export("the export stopped before its end".into())), None)),
+            }
+        })))
     }
 }
 

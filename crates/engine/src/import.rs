@@ -177,13 +177,18 @@ impl Engine {
         let header: Vec<Column> = {
             let names = csv.headers().map_err(|e| import_error(format!("the header row: {e}")))?.clone();
             let mut columns = Vec::new();
-            for name in names.iter() {
+            for (i, name) in names.iter().enumerate() {
                 if METADATA.contains(&name) {
                     columns.push(Column::Metadata);
                 } else if schema.field_named(name).is_some() {
                     columns.push(Column::Field(name.to_owned()));
                 } else {
-                    return Err(import_error(format!("the header names a column that is not in the schema: {name:?}")));
+                    // By position: a file without a header row would put a
+                    // record's values here, and none is ever echoed.
+                    return Err(import_error(format!(
+                        "header column {} names no field of the schema (is the header row missing?)",
+                        i + 1
+                    )));
                 }
             }
             columns
@@ -221,7 +226,30 @@ impl Engine {
                     }
                 }
                 if batch.len() >= BATCH || (!more && !batch.is_empty()) {
-                    report.written += self.create_profiles(auth, &batch).await? as u64;
+                    match self.create_profiles(auth, &batch).await {
+                        Ok(n) => report.written += n as u64,
+                        Err(e) => {
+                            // Earlier batches are committed: say how many, in
+                            // the trail and the error.
+                            let fields = vec![
+                                format!("rows:{}", report.rows),
+                                format!("written:{}", report.written),
+                                format!("invalid:{}", report.rows - report.valid),
+                            ];
+                            let mut entry = by(
+                                auth.principal(),
+                                "profile.import",
+                                format!("import:{}", uuid::Uuid::now_v7()),
+                                fields,
+                            );
+                            entry.outcome = "failure".to_owned();
+                            self.record(&Pending::new(org_chain(auth.org()), vec![entry])).await?;
+                            return Err(import_error(format!(
+                                "stopped after writing {} of {} records: {e}",
+                                report.written, report.valid
+                            )));
+                        }
+                    }
                     batch.clear();
                 }
                 if !more {

@@ -5,11 +5,11 @@
 //! stay as the record of what was done. The handover export comes first,
 //! from the caller (the command line), while the keys still exist.
 
-use domain::{OrgId, OrgStatus};
+use domain::{OrgId, OrgStatus, PlatformAction};
 
 use crate::audit::by;
 use crate::identity::AuthorizedPlatform;
-use crate::{Engine, EngineError, KeyError};
+use crate::{Denied, Engine, EngineError, KeyError};
 
 /// Records whose ciphertext is tried after the keys are gone.
 pub const SAMPLE: u32 = 20;
@@ -28,8 +28,33 @@ pub struct OffboardReport {
     pub sample_unreadable: usize,
     /// Rows removed per table.
     pub rows: Vec<(&'static str, u64)>,
-    /// Attachment blobs deleted.
+    /// Attachment blobs deleted (a failure to delete one is logged).
     pub blobs: usize,
+    /// Attachment blobs whose rows went.
+    pub blob_rows: usize,
+}
+
+impl Engine {
+    /// The first step of offboarding: the organisation is suspended (and
+    /// its retention sweeps stop), so its data cannot change while it is
+    /// handed over.
+    pub async fn suspend_for_offboarding(&self, auth: &AuthorizedPlatform, org: OrgId) -> Result<(), EngineError> {
+        if auth.action() != PlatformAction::OffboardOrgs {
+            return Err(Denied::Forbidden.into());
+        }
+        self.store
+            .update_org(org, None, Some(OrgStatus::Suspended))
+            .await?
+            .ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))?;
+        let entry = by(
+            auth.principal(),
+            "org.update",
+            format!("org:{org}"),
+            vec!["status:suspended".into(), "offboarding".into()],
+        );
+        self.platform_audit(entry.clone()).await?;
+        self.org_audit(org, entry).await
+    }
 }
 
 impl Engine {
@@ -37,8 +62,15 @@ impl Engine {
     /// export first. Fails without removing any row if the key could still
     /// be unwrapped or a sample record still decrypts.
     pub async fn offboard_org(&self, auth: &AuthorizedPlatform, org: OrgId) -> Result<OffboardReport, EngineError> {
-        // Suspended first, so no member writes while it goes.
-        self.update_org(auth, org, None, Some(OrgStatus::Suspended)).await?;
+        if auth.action() != PlatformAction::OffboardOrgs {
+            return Err(Denied::Forbidden.into());
+        }
+        // Suspended before the handover (see `suspend_for_offboarding`), so
+        // nothing changed after it was exported.
+        let current = self.store.get_org(org).await?.ok_or_else(|| EngineError::NoSuchOrg(org.to_string()))?;
+        if current.status != OrgStatus::Suspended {
+            return Err(EngineError::Offboard("the organisation must be suspended before its handover".into()));
+        }
         let sample = self.store.list_profiles(org, None, SAMPLE, &[]).await?;
         let destroyed = self.keys.destroy_org(org).await?;
         let mut sample_unreadable = 0;
@@ -63,11 +95,11 @@ impl Engine {
             ));
         }
         let purged = self.store.purge_org_data(org).await?;
-        let blobs = purged.blob_keys.len();
-        self.forget_blobs(purged.blob_keys).await;
+        let blob_rows = purged.blob_keys.len();
+        let blobs = self.forget_blobs(purged.blob_keys).await;
         let mut fields = fields;
         fields.extend(purged.rows.iter().map(|(table, n)| format!("{table}:{n}")));
-        fields.push(format!("blobs:{blobs}"));
+        fields.push(format!("blobs:{blobs}/{blob_rows}"));
         let entry = by(auth.principal(), "org.offboard", format!("org:{org}"), fields);
         // The organisation's own chain survives it, and the platform's shows it.
         self.platform_audit(entry.clone()).await?;
@@ -80,6 +112,7 @@ impl Engine {
             sample_unreadable,
             rows: purged.rows,
             blobs,
+            blob_rows,
         })
     }
 }

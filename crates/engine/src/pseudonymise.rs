@@ -112,8 +112,11 @@ impl Kind {
                 format!("{local}@{domain}")
             }
             // Always within the phone rule: digits, spaces, +, and 4 to 32
-            // characters; 555 numbers are reserved for fiction.
-            Self::Phone => format!("+1 555 {:03} {:04}", rng.random_range(0..1000u16), rng.random_range(0..10_000u16)),
+            // characters; 555 numbers are reserved for fiction. 10^11 of
+            // them, so two people almost never share one.
+            Self::Phone => {
+                format!("+1 555 {:07} {:04}", rng.random_range(0..10_000_000u32), rng.random_range(0..10_000u16))
+            }
             Self::City => CityName().fake_with_rng(rng),
             Self::Street => {
                 let (n, street): (String, String) =
@@ -137,12 +140,18 @@ impl Kind {
 #[derive(Debug)]
 pub struct Pseudonymiser {
     key: crypto::PseudonymKey,
+    started: time::OffsetDateTime,
 }
 
 impl Pseudonymiser {
     /// A run with a fresh random key.
     pub fn new() -> Result<Self, EngineError> {
-        Ok(Self { key: crypto::PseudonymKey::generate().map_err(KeyError::from)? })
+        Ok(Self { key: crypto::PseudonymKey::generate().map_err(KeyError::from)?, started: store::now() })
+    }
+
+    /// When the run began: every record's times in the dataset.
+    pub fn started(&self) -> time::OffsetDateTime {
+        self.started
     }
 
     fn rng(&self, kind: &str, value: &[u8]) -> StdRng {
@@ -156,19 +165,23 @@ impl Pseudonymiser {
         ProfileId::from_uuid(uuid::Builder::from_random_bytes(bytes).into_uuid())
     }
 
-    /// The fake of one encrypted field's value: the same kind of value,
-    /// never the value itself (booleans and enums excepted: they have too
-    /// few values to hide one, and are drawn at random).
-    pub fn value(&self, def: &FieldDef, value: &FieldValue) -> FieldValue {
+    /// The fake of one encrypted field's value in record `record`: the
+    /// same kind of value, never the value itself. Booleans and enum
+    /// values have too few values to stand for a person consistently, so
+    /// they are drawn afresh for each record and field (from a seed of the
+    /// record and field, not the value): they carry nothing of the real one.
+    pub fn value(&self, record: ProfileId, def: &FieldDef, value: &FieldValue) -> FieldValue {
+        let per_record = || {
+            let mut at = record.as_uuid().as_bytes().to_vec();
+            at.extend_from_slice(def.name.as_str().as_bytes());
+            self.rng("per_record", &at)
+        };
         match (def.kind, value) {
-            (FieldType::Boolean, FieldValue::Bool(b)) => {
-                FieldValue::Bool(self.rng("boolean", &[u8::from(*b)]).random_bool(0.5))
-            }
+            (FieldType::Boolean, FieldValue::Bool(_)) => FieldValue::Bool(per_record().random_bool(0.5)),
             (FieldType::Number, FieldValue::Number(n)) => FieldValue::Number(self.number(*n)),
             (FieldType::Date, FieldValue::Text(s)) => FieldValue::Text(self.date(s)),
-            (FieldType::Enum, FieldValue::Text(s)) => {
-                let mut rng = self.rng(&format!("enum:{}", def.name), s.as_bytes());
-                let pick = def.values.get(rng.random_range(0..def.values.len().max(1))).cloned();
+            (FieldType::Enum, FieldValue::Text(_)) => {
+                let pick = def.values.get(per_record().random_range(0..def.values.len().max(1))).cloned();
                 FieldValue::Text(pick.unwrap_or_default())
             }
             (_, FieldValue::Text(s)) => FieldValue::Text(self.text(def, s)),
@@ -208,20 +221,30 @@ impl Pseudonymiser {
         moved.format(&format).unwrap_or_default()
     }
 
-    /// A number scaled by 0.8 to 1.2 (never 1), with as many decimals as
-    /// the real one had.
+    /// A number scaled by 0.8 to 1.2 and rounded to the real one's
+    /// decimals (at most 6), redrawn until it differs from it.
     fn number(&self, real: f64) -> f64 {
         let mut rng = self.rng("number", &real.to_bits().to_be_bytes());
-        let up: bool = rng.random_bool(0.5);
-        let factor = 1.0 + if up { 1.0 } else { -1.0 } * rng.random_range(0.01..0.2);
-        let fake = real * factor;
-        if real.fract() == 0.0 {
-            let rounded = fake.round();
-            if rounded == real { real + if up { 1.0 } else { -1.0 } } else { rounded }
-        } else {
-            (fake * 100.0).round() / 100.0
+        let decimals = decimals_of(real);
+        let scale = 10f64.powi(decimals);
+        for _ in 0..16 {
+            let up: bool = rng.random_bool(0.5);
+            let factor = 1.0 + if up { 1.0 } else { -1.0 } * rng.random_range(0.01..0.2);
+            let fake = (real * factor * scale).round() / scale;
+            if fake != real {
+                return fake;
+            }
         }
+        // Too small to move by a fifth at this precision: one unit of its
+        // last decimal instead.
+        real + 1.0 / scale
     }
+}
+
+/// How many decimals a number is written with (at most 6).
+fn decimals_of(n: f64) -> i32 {
+    let text = format!("{n}");
+    text.split_once('.').map_or(0, |(_, frac)| i32::try_from(frac.len().min(6)).unwrap_or(6))
 }
 
 #[cfg(test)]
@@ -244,22 +267,37 @@ mod tests {
             _ => panic!("not text"),
         };
         let real = FieldValue::Text("Ada Lovelace".into());
-        let a = text(run.value(&name, &real));
-        assert_eq!(a, text(run.value(&name, &FieldValue::Text(" ada lovelace".into()))), "same person, same fake");
+        let r = ProfileId::new();
+        let a = text(run.value(r, &name, &real));
+        assert_eq!(
+            a,
+            text(run.value(ProfileId::new(), &name, &FieldValue::Text(" ada lovelace".into()))),
+            "same person, same fake"
+        );
         assert_ne!(a, "Ada Lovelace");
         assert_eq!(a.split(' ').count(), 2, "{a}");
-        let e = text(run.value(&email, &FieldValue::Text("ada@example.org".into())));
+        let e = text(run.value(r, &email, &FieldValue::Text("ada@example.org".into())));
         assert!(domain::Email::parse(&e).is_ok(), "{e}");
-        let p = text(run.value(&phone, &FieldValue::Text("+44 20 7946 0000".into())));
+        let p = text(run.value(r, &phone, &FieldValue::Text("+44 20 7946 0000".into())));
         assert!(p.len() >= 4 && p.chars().all(|c| c.is_ascii_digit() || " +".contains(c)), "{p}");
-        let d = text(run.value(&born, &FieldValue::Text("1990-02-03".into())));
+        let d = text(run.value(r, &born, &FieldValue::Text("1990-02-03".into())));
         assert!(domain::parse_date(&d).is_some() && d != "1990-02-03", "{d}");
         let other = Pseudonymiser::new().unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(run.id(ProfileId::new()), other.id(ProfileId::new()));
         let id = ProfileId::new();
         assert_eq!(run.id(id), run.id(id));
         assert_ne!(run.id(id), id);
-        assert_ne!(run.number(42.0), 42.0);
-        assert_ne!(run.number(3.5), 3.5);
+        for n in [42.0, 3.5, 0.05, 0.1, 1e-6, 0.0, -7.25] {
+            let fake = run.number(n);
+            assert_ne!(fake, n);
+            assert!(decimals_of(fake) <= decimals_of(n).max(1), "{n} -> {fake}");
+        }
+        // Booleans and enum values are drawn per record: the same real value
+        // comes out both ways across records.
+        let flag = def(serde_json::json!({"name": "smoker", "type": "boolean"}));
+        let drawn: std::collections::BTreeSet<bool> = (0..64)
+            .map(|_| matches!(run.value(ProfileId::new(), &flag, &FieldValue::Bool(true)), FieldValue::Bool(true)))
+            .collect();
+        assert_eq!(drawn.len(), 2);
     }
 }

@@ -101,6 +101,12 @@ impl Engine {
             |action: &str, target: String, fields: Vec<String>| draft(SWEEP_ACTOR.to_owned(), action, target, fields);
         let mut out = Vec::new();
         for row in self.store.retention_policies().await? {
+            // A suspended organisation keeps everything until resumed (or
+            // offboarded, which hands its data over first).
+            match self.store.get_org(row.org_id).await? {
+                Some(o) if o.status == domain::OrgStatus::Active => {}
+                _ => continue,
+            }
             let result = match serde_json::from_str::<RetentionPolicy>(&row.policy) {
                 Ok(policy) => self.sweep(row.org_id, &policy, &make, false, store::now()).await,
                 Err(_) => Err(ProfileError::Integrity("retention policy").into()),
@@ -124,19 +130,64 @@ impl Engine {
             policy.after_date.as_ref().and_then(|r| schema.field_named(&r.field)).cloned();
         let mut report = SweepReport { dry_run, ..SweepReport::default() };
         let mut decrypted = 0u64;
+        let target = format!("org:{org}");
+        // A date rule on an encrypted field opens that field of every record
+        // holding it: chained before the first decrypt.
+        if let Some(def) = date_field.as_ref().filter(|d| d.classification.is_encrypted()) {
+            let start = make("retention.sweep.start", target.clone(), vec![format!("decrypts:{}", def.name)]);
+            self.record(&Pending::new(org_chain(org), vec![start])).await?;
+        }
+        let result =
+            self.sweep_pages(org, policy, &schema, date_field.as_ref(), make, now, &mut report, &mut decrypted).await;
+        let mut fields = vec![
+            format!("checked:{}", report.checked),
+            format!("expired:{}", report.expired),
+            format!("deleted:{}", report.deleted),
+        ];
+        if let Some(def) = &date_field
+            && decrypted > 0
+        {
+            // The date rule opened this field of that many records.
+            fields.push(format!("decrypted:{}:{decrypted}", def.name));
+        }
+        if dry_run {
+            fields.push("dry_run".to_owned());
+        }
+        // Written however the sweep ended, with what it did.
+        let mut end = make("retention.sweep", target, fields);
+        if result.is_err() {
+            end.outcome = "failure".to_owned();
+        }
+        self.record(&Pending::new(org_chain(org), vec![end])).await?;
+        result?;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sweep_pages(
+        &self,
+        org: OrgId,
+        policy: &RetentionPolicy,
+        schema: &domain::Schema,
+        date_field: Option<&FieldDef>,
+        make: &(dyn Fn(&str, String, Vec<String>) -> ::audit::Draft + Send + Sync),
+        now: OffsetDateTime,
+        report: &mut SweepReport,
+        decrypted: &mut u64,
+    ) -> Result<(), EngineError> {
         let mut after = None;
         loop {
             let rows = self.store.list_profiles(org, after, SWEEP_PAGE, &[]).await?;
-            let Some(last) = rows.last() else { break };
+            let Some(last) = rows.last() else { return Ok(()) };
             after = Some(last.id);
             for row in &rows {
                 report.checked += 1;
-                let date = match &date_field {
+                let date = match date_field {
                     Some(def) if row.field_names.split_whitespace().any(|n| n == def.name.as_str()) => {
                         if def.classification.is_encrypted() {
-                            decrypted += 1;
+                            *decrypted += 1;
                         }
-                        match self.field_of(&schema, row, def).await? {
+                        match self.field_of(schema, row, def).await? {
                             Some(FieldValue::Text(s)) => domain::parse_date(&s),
                             _ => None,
                         }
@@ -148,7 +199,7 @@ impl Engine {
                 if report.profiles.len() < MAX_LISTED {
                     report.profiles.push(row.id);
                 }
-                if dry_run {
+                if report.dry_run {
                     continue;
                 }
                 let blobs: Vec<String> =
@@ -164,24 +215,8 @@ impl Engine {
                 }
             }
             if rows.len() < SWEEP_PAGE as usize {
-                break;
+                return Ok(());
             }
         }
-        let mut fields = vec![
-            format!("checked:{}", report.checked),
-            format!("expired:{}", report.expired),
-            format!("deleted:{}", report.deleted),
-        ];
-        if let Some(def) = &date_field
-            && decrypted > 0
-        {
-            // The date rule opened this field of that many records.
-            fields.push(format!("decrypted:{}:{decrypted}", def.name));
-        }
-        if dry_run {
-            fields.push("dry_run".to_owned());
-        }
-        self.record(&Pending::new(org_chain(org), vec![make("retention.sweep", format!("org:{org}"), fields)])).await?;
-        Ok(report)
     }
 }

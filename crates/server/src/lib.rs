@@ -293,8 +293,10 @@ async fn background_jobs(
 
 /// The lease that lets one instance at a time sweep retention policies.
 const RETENTION_LEASE: &str = "job:retention";
-/// Longer than a sweep takes; released when it ends.
+/// Held without renewal this long; renewed while a sweep runs, released
+/// when it ends.
 const RETENTION_LEASE_SECS: i64 = 900;
+const RETENTION_LEASE_RENEW: Duration = Duration::from_secs(300);
 
 /// Sweeps every organisation's retention policy on schedule. Every
 /// instance runs the loop; the one holding the lease sweeps.
@@ -315,6 +317,21 @@ async fn retention_job(engine: Engine, every: Option<Duration>, holder: String) 
                 continue;
             }
         }
+        // Renewed while the sweep runs, so no other instance starts one.
+        let renewer = {
+            let engine = engine.clone();
+            let holder = holder.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RETENTION_LEASE_RENEW).await;
+                    let now = engine::now_micros();
+                    let until = now + RETENTION_LEASE_SECS * 1_000_000;
+                    if !matches!(engine.store().take_sink_lease(RETENTION_LEASE, &holder, now, until).await, Ok(true)) {
+                        tracing::warn!("retention sweep: lost its lease while working");
+                    }
+                }
+            })
+        };
         match engine.sweep_all_retention().await {
             Ok(results) => {
                 for (org, result) in results {
@@ -329,6 +346,7 @@ async fn retention_job(engine: Engine, every: Option<Duration>, holder: String) 
             }
             Err(e) => tracing::warn!(error = %e, "retention sweep: cannot read the policies"),
         }
+        renewer.abort();
         let _ = engine.store().release_sink_lease(RETENTION_LEASE, &holder).await;
     }
 }

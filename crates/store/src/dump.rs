@@ -889,6 +889,16 @@ impl Store {
         })
     }
 
+    /// How many entries a chain holds (0 for a chain not begun).
+    pub async fn audit_size(&self, chain: &str) -> Result<i64> {
+        let sql =
+            sql2!(self, "SELECT seq FROM audit_heads WHERE chain = ?", "SELECT seq FROM audit_heads WHERE chain = $1");
+        both!(self, |pool| {
+            let row = sqlx::query(sql).bind(chain).fetch_optional(pool).await?;
+            Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0))
+        })
+    }
+
     /// Records the start of a backup run.
     pub async fn start_backup_run(&self, run: &BackupRunRow) -> Result<()> {
         let sql = sql2!(

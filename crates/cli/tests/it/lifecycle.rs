@@ -382,6 +382,8 @@ backend_tests! {
                 assert_eq!(pair[0]["salary"], pair[1]["salary"]);
             }
         }
+        // Nothing links a row back to its record: one revision, one time.
+        assert!(rows.iter().all(|r| r["revision"] == "1" && r["created_at"] == rows[0]["created_at"] && r["updated_at"] == rows[0]["created_at"]));
         let mut stages: Vec<&str> = rows.iter().map(|r| r["stage"].as_str()).collect();
         stages.sort_unstable();
         assert_eq!(stages, ["applied", "applied", "hired", "hired"]);
@@ -497,7 +499,7 @@ backend_tests! {
         assert_eq!(report["rows_removed"]["profiles"], 3);
         assert_eq!(report["rows_removed"]["attachments"], 1);
         assert_eq!(report["rows_removed"]["memberships"], 1);
-        assert_eq!(report["attachment_blobs_deleted"], 1);
+        assert_eq!(report["attachment_blobs"], json!({ "rows_removed": 1, "deleted": 1 }));
         assert!(out.contains("3 of 3 sampled records no longer decrypt"), "{out}");
 
         // Gone from the store, suspended; the other organisation untouched.
@@ -510,12 +512,19 @@ backend_tests! {
         let kept: Value = owner.get(&format!("/v1/orgs/acme-staying/profiles/{}", ids[3])).await.json().await.unwrap_or_default();
         assert_eq!(kept["fields"]["full_name"], "Stayer", "{kept}");
 
-        // Its chain survives it, verifies, and ends with the offboarding.
+        // Run again (as after a crash past the destruction), it finishes the
+        // removal without a handover.
+        let again = dir.path().join("again");
+        let (code, out, err) = crate::cli(&app.db, &["org", "offboard", "--org", "acme-leaving", "--export-dir", again.to_str().unwrap_or(""), "--confirm", "acme-leaving", "--dev"], &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(err.contains("already destroyed") && !again.join("profiles.csv").exists(), "{err}");
+
+        // Its chain survives it, verifies, and records the offboarding.
         let (code, out, err) = crate::cli(&app.db, &["audit", "verify", "--org", "acme-leaving", "--dev"], &[]);
         assert_eq!(code, 0, "{out}{err}");
         let (code, out, err) = crate::cli(&app.db, &["export", "--org", "acme-leaving", "--audit", "--format", "jsonl", "--dev"], &[]);
         assert_eq!(code, 0, "{err}");
-        let last: Value = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).rfind(|l| l["action"] == "org.offboard").unwrap_or_default();
+        let last: Value = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|l| l["action"] == "org.offboard").unwrap_or_default();
         assert_eq!(last["outcome"], "success", "{out}");
         assert!(last["fields"].as_array().is_some_and(|f| f.contains(&json!("profiles:3")) && f.contains(&json!("sample_unreadable:3/3"))), "{last}");
         assert!(!out.contains("Leaver"), "no value in the trail");

@@ -194,7 +194,7 @@ pub async fn import_profiles(
     Path(org): Path<String>,
     Query(q): Query<ImportQuery>,
     headers: http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::WriteProfiles).await?;
     let csv = headers
@@ -205,6 +205,16 @@ pub async fn import_profiles(
     if !csv {
         return Ok(Problem::new(Kind::UnsupportedMediaType).with_detail("the body must be text/csv").into_response());
     }
+    // Read only now, once the caller may import: the size limit layer
+    // bounds it (413).
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Ok(Problem::new(Kind::PayloadTooLarge)
+                .with_detail("the request body exceeds the configured limit (http.max_body_bytes)")
+                .into_response());
+        }
+    };
     let skip_invalid = q.skip_invalid.unwrap_or(false);
     let report = state.engine.import_profiles(&auth, ImportSource::Bytes(body), skip_invalid).await?;
     let invalid = report.rows - report.valid;
