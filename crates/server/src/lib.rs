@@ -307,30 +307,11 @@ async fn retention_job(engine: Engine, every: Option<Duration>, holder: String) 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = engine::now_micros();
-        let until = now + RETENTION_LEASE_SECS * 1_000_000;
-        match engine.store().take_sink_lease(RETENTION_LEASE, &holder, now, until).await {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "retention sweep: cannot take the lease");
-                continue;
-            }
-        }
         // Renewed while the sweep runs, so no other instance starts one.
-        let renewer = {
-            let engine = engine.clone();
-            let holder = holder.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(RETENTION_LEASE_RENEW).await;
-                    let now = engine::now_micros();
-                    let until = now + RETENTION_LEASE_SECS * 1_000_000;
-                    if !matches!(engine.store().take_sink_lease(RETENTION_LEASE, &holder, now, until).await, Ok(true)) {
-                        tracing::warn!("retention sweep: lost its lease while working");
-                    }
-                }
-            })
+        let Some(renewer) =
+            take_job_lease(&engine, RETENTION_LEASE, &holder, RETENTION_LEASE_SECS, RETENTION_LEASE_RENEW).await
+        else {
+            continue;
         };
         match engine.sweep_all_retention().await {
             Ok(results) => {
@@ -349,6 +330,38 @@ async fn retention_job(engine: Engine, every: Option<Duration>, holder: String) 
         renewer.abort();
         let _ = engine.store().release_sink_lease(RETENTION_LEASE, &holder).await;
     }
+}
+
+/// Takes a job's lease (held `secs` without renewal) and, if this instance
+/// got it, returns the task that renews it every `renew` while the job
+/// works: abort it, then release the lease, when done. `None`: another
+/// instance holds it, or the store could not say.
+async fn take_job_lease(
+    engine: &Engine,
+    lease: &'static str,
+    holder: &str,
+    secs: i64,
+    renew: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let now = engine::now_micros();
+    match engine.store().take_sink_lease(lease, holder, now, now + secs * 1_000_000).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::warn!(lease, error = %e, "cannot take a job's lease");
+            return None;
+        }
+    }
+    let (engine, holder) = (engine.clone(), holder.to_owned());
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(renew).await;
+            let now = engine::now_micros();
+            if !matches!(engine.store().take_sink_lease(lease, &holder, now, now + secs * 1_000_000).await, Ok(true)) {
+                tracing::warn!(lease, "a job lost its lease while working");
+            }
+        }
+    }))
 }
 
 /// The lease that lets one instance at a time run scheduled backups and
@@ -380,31 +393,11 @@ async fn backup_job(engine: Engine, backups: backup::Backups, settings: config::
     };
     loop {
         tick.tick().await;
-        let now_micros = engine::now_micros();
         let store = engine.store();
-        match store.take_sink_lease(BACKUP_LEASE, &holder, now_micros, now_micros + BACKUP_LEASE_SECS * 1_000_000).await
-        {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "backup scheduler: cannot take the lease");
-                continue;
-            }
-        }
         // Renewed while the round runs, so no other instance starts one.
-        let renewer = {
-            let engine = engine.clone();
-            let holder = holder.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(BACKUP_LEASE_RENEW).await;
-                    let now = engine::now_micros();
-                    let until = now + BACKUP_LEASE_SECS * 1_000_000;
-                    if !matches!(engine.store().take_sink_lease(BACKUP_LEASE, &holder, now, until).await, Ok(true)) {
-                        tracing::warn!("backup scheduler: lost its lease while working");
-                    }
-                }
-            })
+        let Some(renewer) = take_job_lease(&engine, BACKUP_LEASE, &holder, BACKUP_LEASE_SECS, BACKUP_LEASE_RENEW).await
+        else {
+            continue;
         };
         let now = time::OffsetDateTime::now_utc();
         for schedule in &settings.schedules {
