@@ -546,16 +546,7 @@ impl Engine {
         // An operator acting as a user uses the account; they do not run its
         // organisations (no members, owners, tokens, settings, schema or
         // support decisions), so nothing they do outlives the grant.
-        let manages = matches!(
-            action,
-            Action::ManageMembers
-                | Action::ManageOwners
-                | Action::ManageSchema
-                | Action::ManageServiceAccounts
-                | Action::ManageSettings
-                | Action::ManageSupport
-        );
-        if principal.acting_operator.is_some() && manages {
+        if principal.acting_operator.is_some() && runs_the_organisation(action) {
             return Err(Denied::Forbidden);
         }
         let role = self.store.membership_role(org, principal.user).await.map_err(|_| Denied::Store)?;
@@ -1137,11 +1128,16 @@ impl Engine {
     /// Checks that an authorisation also covers `action` (a use case that
     /// does more than the action it was authorised for).
     pub(crate) fn require(&self, auth: &Authorized, action: Action) -> Result<(), EngineError> {
-        if auth.action() == action || auth.permits(action) {
-            Ok(())
-        } else {
-            Err(EngineError::Denied(Denied::Forbidden))
+        if auth.action() == action {
+            // `authorize` decided this very action.
+            return Ok(());
         }
+        // A witness for another action must not carry an operator acting
+        // as a user into running the organisation.
+        if auth.principal().acting_operator.is_some() && runs_the_organisation(action) {
+            return Err(EngineError::Denied(Denied::Forbidden));
+        }
+        if auth.permits(action) { Ok(()) } else { Err(EngineError::Denied(Denied::Forbidden)) }
     }
 
     /// The time as the engine sees it (for session answers).
@@ -1161,6 +1157,21 @@ fn local_admin() -> Principal {
         support_session: None,
         acting_operator: None,
     }
+}
+
+/// Actions that run an organisation (members, owners, schema, service
+/// accounts, settings, support decisions): never for an operator acting as
+/// a user, so nothing they do outlives the user's grant.
+fn runs_the_organisation(action: Action) -> bool {
+    matches!(
+        action,
+        Action::ManageMembers
+            | Action::ManageOwners
+            | Action::ManageSchema
+            | Action::ManageServiceAccounts
+            | Action::ManageSettings
+            | Action::ManageSupport
+    )
 }
 
 #[cfg(test)]
