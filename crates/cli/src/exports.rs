@@ -28,16 +28,10 @@ pub fn run(org: &str, format: &str, out: Option<&Path>, config: &ConfigArgs, dat
     let config = load_config(config)?;
     // The file is made before anything is decrypted, and never replaces one.
     let mut sink: Box<dyn Write> = match out {
-        Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("--out: cannot create {} (it must not exist yet)", path.display()))?;
-            Box::new(std::io::BufWriter::new(file))
-        }
+        Some(path) => Box::new(
+            crate::create_private(path)
+                .with_context(|| format!("--out: cannot create {} (it must not exist yet)", path.display()))?,
+        ),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let bar = (out.is_some() && std::io::stderr().is_terminal()).then(|| {

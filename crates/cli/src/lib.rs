@@ -66,6 +66,13 @@ pub(crate) fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
 }
 
 /// Runs async work on a fresh runtime.
+/// A new file only its owner reads (mode 0600), never replacing one.
+pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    Ok(std::io::BufWriter::new(file))
+}
+
 pub(crate) fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -110,16 +110,9 @@ fn describe(p: &RetentionPolicy) -> String {
     }
 }
 
-/// A new file only its owner reads (never replacing one).
+/// A new private file, or an error naming it.
 fn create_private(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(std::io::BufWriter::new(file))
+    crate::create_private(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// Writes a stream of bytes to a new private file; returns the byte count.

@@ -220,6 +220,20 @@ impl Engine {
         Ok(next)
     }
 
+    /// The caller's organisation and its schema, for creating records:
+    /// refused without `WriteProfiles`, under a support session limited to
+    /// some records, or before the organisation has a schema.
+    async fn schema_to_write(&self, auth: &Authorized) -> Result<(OrgId, Schema), EngineError> {
+        self.require(auth, Action::WriteProfiles)?;
+        crate::support::check_unlimited(auth)?;
+        let org = auth.org();
+        let schema = self.load_schema(org).await?;
+        if schema.fields.is_empty() {
+            return Err(invalid("", "schema", "the organisation has no profile schema yet: PUT /v1/orgs/{org}/schema"));
+        }
+        Ok((org, schema))
+    }
+
     /// Creates a profile from a JSON object of field values, optionally
     /// linked to the user account it describes.
     pub async fn create_profile(
@@ -228,13 +242,7 @@ impl Engine {
         input: &Map<String, Value>,
         owner: Option<UserId>,
     ) -> Result<ProfileView, EngineError> {
-        self.require(auth, Action::WriteProfiles)?;
-        crate::support::check_unlimited(auth)?;
-        let org = auth.org();
-        let schema = self.load_schema(org).await?;
-        if schema.fields.is_empty() {
-            return Err(invalid("", "schema", "the organisation has no profile schema yet: PUT /v1/orgs/{org}/schema"));
-        }
+        let (org, schema) = self.schema_to_write(auth).await?;
         let fields = schema.validate_new(input).map_err(ProfileError::Invalid)?;
         if let Some(owner) = owner {
             crate::support::refuse_owner_change(auth)?;
@@ -259,13 +267,7 @@ impl Engine {
         auth: &Authorized,
         inputs: &[Map<String, Value>],
     ) -> Result<usize, EngineError> {
-        self.require(auth, Action::WriteProfiles)?;
-        crate::support::check_unlimited(auth)?;
-        let org = auth.org();
-        let schema = self.load_schema(org).await?;
-        if schema.fields.is_empty() {
-            return Err(invalid("", "schema", "the organisation has no profile schema yet: PUT /v1/orgs/{org}/schema"));
-        }
+        let (org, schema) = self.schema_to_write(auth).await?;
         let (version, org_key) = self.keys.current_org_key(org).await?;
         let sealer = Sealer::new(&schema, org, version, &org_key, actor_of(auth.principal()))?;
         let mut rows = Vec::with_capacity(inputs.len());

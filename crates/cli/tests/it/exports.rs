@@ -256,7 +256,7 @@ backend_tests! {
 }
 
 /// An entry as the JSON-lines audit export writes it, read back.
-fn entry_of(line: &Value) -> audit::Entry {
+pub(crate) fn entry_of(line: &Value) -> audit::Entry {
     let hash = |k: &str| -> [u8; 32] {
         hex::decode(line[k].as_str().unwrap_or_default())
             .ok()

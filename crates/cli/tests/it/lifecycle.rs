@@ -469,22 +469,7 @@ backend_tests! {
         assert!(trail.lines().count() > 3);
         for line in trail.lines() {
             let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
-            let mut e: audit::Entry = audit::Entry {
-                chain: v["chain"].as_str().unwrap_or("").to_owned(),
-                seq: v["seq"].as_u64().unwrap_or(0),
-                at_micros: v["at_micros"].as_i64().unwrap_or(0),
-                actor: v["actor"].as_str().unwrap_or("").to_owned(),
-                on_behalf_of: v["on_behalf_of"].as_str().map(str::to_owned),
-                action: v["action"].as_str().unwrap_or("").to_owned(),
-                target: v["target"].as_str().unwrap_or("").to_owned(),
-                outcome: v["outcome"].as_str().unwrap_or("").to_owned(),
-                fields: v["fields"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_owned)).collect(),
-                request_id: v["request_id"].as_str().map(str::to_owned),
-                prev_hash: [0; 32],
-                hash: [0; 32],
-            };
-            let hex32 = |k: &str| hex::decode(v[k].as_str().unwrap_or("")).ok().and_then(|b| b.try_into().ok()).unwrap_or([0u8; 32]);
-            (e.prev_hash, e.hash) = (hex32("prev_hash"), hex32("hash"));
+            let e = crate::exports::entry_of(&v);
             assert!(verifier.push(&e), "the handed-over trail verifies: {line}");
         }
         use std::os::unix::fs::PermissionsExt;
