@@ -123,6 +123,7 @@ pub(crate) fn checkpoint_of(c: CheckpointRow) -> Checkpoint {
 }
 
 /// Drafts for one chain, ready to hand to the store.
+#[derive(Clone, Debug)]
 pub(crate) struct Pending {
     chain: String,
     drafts: Vec<Draft>,
@@ -141,6 +142,63 @@ impl Pending {
             to_row(self.drafts[i].seal(&self.chain, u64::try_from(seq).unwrap_or(0), prev))
         };
         AuditAppend { chain: &self.chain, count: self.drafts.len(), seal: Box::new(seal) }
+    }
+}
+
+/// The most appends one transaction takes.
+const MAX_BATCH: usize = 256;
+
+/// An append waiting for the writer, and where its outcome goes.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pending: Pending,
+    done: tokio::sync::oneshot::Sender<Result<(), EngineError>>,
+}
+
+/// Group commit for appends that stand alone (reads, sign-ins, settings):
+/// one task takes every append waiting and writes them in one transaction,
+/// so many requests share one commit and one fsync instead of queueing for
+/// the write lock one by one. Each caller is answered only after the
+/// commit, with its own outcome: if the shared transaction fails, each
+/// append is tried again alone. Appends that belong to a change (a profile
+/// written with its entry) stay in that change's transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<Job>>,
+}
+
+impl Writer {
+    /// The queue, starting the writer task on first use.
+    fn queue(&self, store: &store::Store) -> &tokio::sync::mpsc::Sender<Job> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+            tokio::spawn(write_batches(store.clone(), rx));
+            tx
+        })
+    }
+}
+
+async fn write_batches(store: store::Store, mut rx: tokio::sync::mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        if jobs.len() > 1 {
+            // By chain (stable: a chain's appends keep their order), so two
+            // instances' batches lock chain heads in the same order.
+            jobs.sort_by(|a, b| a.pending.chain.cmp(&b.pending.chain));
+            let appends: Vec<_> = jobs.iter().map(|j| j.pending.append()).collect();
+            let written = store.append_audit_batch(&appends).await.is_ok();
+            drop(appends);
+            if written {
+                for job in jobs.drain(..) {
+                    let _ = job.done.send(Ok(()));
+                }
+                continue;
+            }
+        }
+        for job in jobs.drain(..) {
+            let outcome = store.append_audit(&job.pending.append()).await.map_err(EngineError::from);
+            let _ = job.done.send(outcome);
+        }
     }
 }
 
@@ -187,10 +245,20 @@ pub struct ChainReport {
 }
 
 impl Engine {
-    /// Appends drafts to a chain in a transaction of their own.
+    /// Appends drafts to a chain in a transaction of their own, and returns
+    /// once it is committed. Appends that arrive while another commits are
+    /// written together in the next transaction (see [`Writer`]).
     pub(crate) async fn record(&self, pending: &Pending) -> Result<(), EngineError> {
-        self.store.append_audit(&pending.append()).await?;
-        Ok(())
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = Job { pending: pending.clone(), done };
+        match self.audit_writer.queue(&self.store).send(job).await {
+            Ok(()) => answer.await.unwrap_or(Err(EngineError::AuditWriterStopped)),
+            // The writer's runtime has gone (a test's, say): write directly.
+            Err(tokio::sync::mpsc::error::SendError(job)) => {
+                self.store.append_audit(&job.pending.append()).await?;
+                Ok(())
+            }
+        }
     }
 
     /// An organisation's trail, oldest first, after position `after`,

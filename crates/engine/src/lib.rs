@@ -100,6 +100,10 @@ pub enum EngineError {
     /// Offboarding stopped before removing anything.
     #[error("offboarding stopped: {0}")]
     Offboard(String),
+    /// The audit writer stopped before saying whether an entry was written
+    /// (its runtime is shutting down).
+    #[error("the audit writer stopped before answering")]
+    AuditWriterStopped,
 }
 
 /// The application core shared by every interface.
@@ -114,6 +118,36 @@ pub struct Engine {
     blobs: Option<store::BlobStore>,
     max_attachment_bytes: u64,
     max_support: std::time::Duration,
+    audit_writer: Arc<audit::Writer>,
+    slugs: Arc<SlugCache>,
+}
+
+/// Organisation ids by slug (see [`Engine::org_id_by_slug`]), bounded.
+#[derive(Debug, Default)]
+struct SlugCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (domain::OrgId, std::time::Instant)>>,
+}
+
+impl SlugCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX: usize = 10_000;
+
+    fn get(&self, slug: &str) -> Option<domain::OrgId> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(slug).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(id, _)| *id)
+    }
+
+    fn put(&self, slug: &str, id: domain::OrgId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::MAX {
+                entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+                if entries.len() >= Self::MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(slug.to_owned(), (id, std::time::Instant::now()));
+        }
+    }
 }
 
 impl Engine {
@@ -135,6 +169,8 @@ impl Engine {
             blobs: None,
             max_attachment_bytes: 0,
             max_support: support::DEFAULT_MAX_SUPPORT,
+            audit_writer: Arc::new(audit::Writer::default()),
+            slugs: Arc::new(SlugCache::default()),
         }
     }
 
@@ -207,6 +243,19 @@ impl Engine {
     /// The organisation with this slug, or `NoSuchOrg`.
     pub async fn org_by_slug(&self, slug: &OrgSlug) -> Result<Organisation, EngineError> {
         self.store.find_org_by_slug(slug).await?.ok_or_else(|| EngineError::NoSuchOrg(slug.to_string()))
+    }
+
+    /// The id of the organisation with this slug, as every API path names
+    /// it. Slugs never change, so ids found are kept for a minute: an entry
+    /// can only go stale when its organisation is removed, and then it
+    /// names an id nothing answers to (fail closed). Misses are not kept.
+    pub async fn org_id_by_slug(&self, slug: &OrgSlug) -> Result<domain::OrgId, EngineError> {
+        if let Some(id) = self.slugs.get(slug.as_str()) {
+            return Ok(id);
+        }
+        let org = self.org_by_slug(slug).await?;
+        self.slugs.put(slug.as_str(), org.id);
+        Ok(org.id)
     }
 
     /// An organisation by id, if it exists.

@@ -374,15 +374,19 @@ impl Engine {
         let org: OrgId = text("org")?.parse().map_err(|_| AuthError::Unauthenticated)?;
         let sub: ServiceAccountId = text("sub")?.parse().map_err(|_| AuthError::Unauthenticated)?;
         let scopes = Scope::parse_list(&text("scope")?).ok_or(AuthError::Unauthenticated)?;
-        if self.store.is_jti_revoked(&jti).await? {
-            return Err(AuthError::Unauthenticated);
-        }
-        let sa = self.store.service_account_by_client_id(&client_id).await?.ok_or(AuthError::Unauthenticated)?;
-        if sa.revoked_at.is_some() || sa.id != sub || sa.org_id != org || scopes.iter().any(|s| !sa.scopes.contains(s))
+        // One round trip: the account, its organisation's token setting and
+        // the token's revocation.
+        let facts = self.store.bearer_facts(&client_id, &jti).await?.ok_or(AuthError::Unauthenticated)?;
+        let sa = facts.account;
+        if facts.jti_revoked
+            || sa.revoked_at.is_some()
+            || sa.id != sub
+            || sa.org_id != org
+            || scopes.iter().any(|s| !sa.scopes.contains(s))
         {
             return Err(AuthError::Unauthenticated);
         }
-        if !encrypted && self.store.org_encrypts_tokens(org).await? {
+        if !encrypted && facts.org_encrypts_tokens {
             return Err(AuthError::Unauthenticated);
         }
         Ok(Principal {

@@ -140,6 +140,14 @@ pub(crate) fn corrupt(what: &'static str) -> impl Fn(domain::ParseError) -> Stor
     move |e| StoreError::Corrupt { what, why: e.to_string() }
 }
 
+/// See [`crate::Store::bearer_facts`].
+#[derive(Debug, Clone)]
+pub struct BearerFacts {
+    pub account: ServiceAccountRecord,
+    pub org_encrypts_tokens: bool,
+    pub jti_revoked: bool,
+}
+
 /// A service account as stored: its secret only as SHA-256.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServiceAccountRecord {

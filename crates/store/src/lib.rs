@@ -59,8 +59,8 @@ pub use audit::{AuditAppend, AuditQuery, AuditRow, CheckpointRow, SinkCursor};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use dump::{BackupRunRow, DrillRow, EscrowRow, Restore, Snapshot};
 pub use identity::{
-    InvitationRecord, MemberRecord, MembershipChange, MembershipOutcome, ServiceAccountRecord, SessionRecord,
-    SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord, UserStatus,
+    BearerFacts, InvitationRecord, MemberRecord, MembershipChange, MembershipOutcome, ServiceAccountRecord,
+    SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord, UserStatus,
 };
 pub use migrate::{Applied, Migration, MigrationError, plan};
 pub use offboard::{PURGED, Purged};
@@ -431,6 +431,13 @@ impl Store {
         dispatch!(self.service_account_by_client_id(client_id))
     }
 
+    /// What checking a bearer token needs from the store, in one round
+    /// trip: the service account with this client id, whether its
+    /// organisation wants encrypted tokens, and whether `jti` is revoked.
+    pub async fn bearer_facts(&self, client_id: &str, jti: &str) -> Result<Option<BearerFacts>> {
+        dispatch!(self.bearer_facts(client_id, jti))
+    }
+
     /// An organisation's service accounts, revoked ones included.
     pub async fn service_accounts(&self, org: OrgId) -> Result<Vec<ServiceAccountRecord>> {
         dispatch!(self.service_accounts(org))
@@ -590,6 +597,12 @@ impl Store {
     /// Appends entries to an audit chain in a transaction of their own.
     pub async fn append_audit(&self, append: &AuditAppend<'_>) -> Result<()> {
         dispatch!(self.append_audit(append))
+    }
+
+    /// Several appends, to one chain or several, in one transaction: all
+    /// are written or none. Appends to the same chain go in the order given.
+    pub async fn append_audit_batch(&self, appends: &[AuditAppend<'_>]) -> Result<()> {
+        dispatch!(self.append_audit_batch(appends))
     }
 
     /// A chain's entries after position `after`, in order.

@@ -63,7 +63,7 @@ impl Store {
         }
         match &self.backend {
             crate::Backend::Sqlite(s) => {
-                let mut tx = s.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = s.begin_write().await?;
                 purge!(tx, "?");
             }
             crate::Backend::Postgres(s) => {

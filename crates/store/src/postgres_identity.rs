@@ -553,6 +553,28 @@ impl PgStore {
         .transpose()
     }
 
+    pub(crate) async fn bearer_facts(&self, client_id: &str, jti: &str) -> Result<Option<crate::BearerFacts>> {
+        let Some(r) = sqlx::query(
+            "SELECT sa.org_id, sa.id, sa.name, sa.client_id, sa.secret_hash, sa.scopes, sa.created_at, sa.revoked_at,
+                    o.encrypted_tokens AS org_encrypts_tokens,
+                    EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) AS jti_revoked
+             FROM service_accounts sa JOIN organisations o ON o.id = sa.org_id
+             WHERE sa.client_id = $1",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(crate::BearerFacts {
+            account: sa_from_row(&r)?,
+            org_encrypts_tokens: r.try_get("org_encrypts_tokens")?,
+            jti_revoked: r.try_get("jti_revoked")?,
+        }))
+    }
+
     pub(crate) async fn service_accounts(&self, org: OrgId) -> Result<Vec<ServiceAccountRecord>> {
         sqlx::query(
             "SELECT org_id, id, name, client_id, secret_hash, scopes, created_at, revoked_at FROM service_accounts

@@ -79,7 +79,7 @@ impl Store {
         );
         match &self.backend {
             crate::Backend::Sqlite(s) => {
-                let mut tx = s.pool.begin().await?;
+                let mut tx = s.begin_write().await?;
                 match policy {
                     None => sqlx::query(delete).bind(org.as_uuid()).execute(&mut *tx).await?,
                     Some((p, at, by)) => {

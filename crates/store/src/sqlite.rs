@@ -37,6 +37,14 @@ pub(crate) struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock at the
+    /// start: a deferred transaction that reads first and then writes
+    /// fails with SQLITE_BUSY against a concurrent writer, and waiting on
+    /// it sleeps in SQLite's busy handler (milliseconds at a time).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub(crate) async fn open(path: &Path, key: &[u8; 32]) -> Result<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -66,7 +74,7 @@ impl SqliteStore {
         let applied = self.applied_migrations().await?;
         for m in migrate::plan(migrate::SQLITE, &applied)? {
             let failed = |source| StoreError::MigrationFailed { label: m.label(), source };
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(failed)?;
             sqlx::query(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at)
@@ -106,7 +114,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn create_org(&self, org: &Organisation, key: &OrgKeyRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO organisations (id, slug, name, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -151,7 +159,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn rotate_org_key(&self, new: &OrgKeyRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE org_keys SET state = 'retired', updated_at = ?
              WHERE org_id = ? AND state = 'active'",
@@ -187,7 +195,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn destroy_org_keys(&self, org: OrgId) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE org_keys SET wrapped = NULL, state = 'destroyed', updated_at = ?
              WHERE org_id = ? AND state <> 'destroyed'",

@@ -106,7 +106,7 @@ impl SqliteStore {
         may_touch_owners: bool,
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<MembershipOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Hold the organisation's row first: membership changes of one
         // organisation queue here, and SQLite takes its write lock now rather than fail to upgrade later.
         sqlx::query("UPDATE organisations SET id = id WHERE id = ?1").bind(org.as_uuid()).execute(&mut *tx).await?;
@@ -457,7 +457,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn replace_recovery_codes(&self, user: UserId, hashes: &[[u8; 32]]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?").bind(user.as_uuid()).execute(&mut *tx).await?;
         for h in hashes {
             sqlx::query("INSERT INTO recovery_codes (user_id, code_hash, used_at) VALUES (?, ?, NULL)")
@@ -544,6 +544,28 @@ impl SqliteStore {
         .await?
         .map(|r| sa_from_row(&r))
         .transpose()
+    }
+
+    pub(crate) async fn bearer_facts(&self, client_id: &str, jti: &str) -> Result<Option<crate::BearerFacts>> {
+        let Some(r) = sqlx::query(
+            "SELECT sa.org_id, sa.id, sa.name, sa.client_id, sa.secret_hash, sa.scopes, sa.created_at, sa.revoked_at,
+                    o.encrypted_tokens AS org_encrypts_tokens,
+                    EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2) AS jti_revoked
+             FROM service_accounts sa JOIN organisations o ON o.id = sa.org_id
+             WHERE sa.client_id = ?1",
+        )
+        .bind(client_id)
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(crate::BearerFacts {
+            account: sa_from_row(&r)?,
+            org_encrypts_tokens: r.try_get("org_encrypts_tokens")?,
+            jti_revoked: r.try_get("jti_revoked")?,
+        }))
     }
 
     pub(crate) async fn service_accounts(&self, org: OrgId) -> Result<Vec<ServiceAccountRecord>> {

@@ -96,7 +96,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn insert_schema(&self, s: &SchemaRecord, audit: Option<&AuditAppend<'_>>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO profile_schemas (org_id, version, fields, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
@@ -135,7 +135,7 @@ impl SqliteStore {
         rows: &[(&ProfileRow, &[Term])],
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (p, terms) in rows {
             sqlx::query(
                 "INSERT INTO profiles (org_id, id, revision, schema_version, owner_user_id, record_key, key_version,
@@ -185,7 +185,7 @@ impl SqliteStore {
         terms: Option<&[Term]>,
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE profiles SET revision = ?1, schema_version = ?2, owner_user_id = ?3, record_key = ?4,
                  key_version = ?5, field_names = ?6, plain = ?7, sealed = ?8, updated_at = ?9, updated_by = ?10
@@ -231,7 +231,7 @@ impl SqliteStore {
         expected_revision: i64,
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM profiles WHERE org_id = ?1 AND id = ?2 AND revision = ?3")
             .bind(org.as_uuid())
             .bind(id.as_uuid())
@@ -334,7 +334,7 @@ impl SqliteStore {
         a: &AttachmentRow,
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let old: Option<String> = sqlx::query(
             "DELETE FROM attachments WHERE org_id = ?1 AND profile_id = ?2 AND name_token = ?3 RETURNING blob_key",
         )
@@ -412,7 +412,7 @@ impl SqliteStore {
         name_token: &[u8],
         audit: Option<&AuditAppend<'_>>,
     ) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let key: Option<String> = sqlx::query(
             "DELETE FROM attachments WHERE org_id = ?1 AND profile_id = ?2 AND name_token = ?3 RETURNING blob_key",
         )

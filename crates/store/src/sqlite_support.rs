@@ -58,7 +58,7 @@ fn from_row(r: &SqliteRow) -> Result<SupportSessionRow> {
 
 impl SqliteStore {
     pub(crate) async fn insert_support_session(&self, s: &SupportSessionRow, audit: &AuditAppend<'_>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(concat!(
             "INSERT INTO support_sessions (",
             columns!(),
@@ -136,7 +136,7 @@ impl SqliteStore {
         now: i64,
         audit: &AuditAppend<'_>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let status = if approve.is_some() { SupportStatus::Approved } else { SupportStatus::Denied };
         let done = sqlx::query(
             "UPDATE support_sessions SET status = ?1, decided_by = ?2, decided_at = ?3, expires_at = ?4
@@ -166,7 +166,7 @@ impl SqliteStore {
         now: i64,
         audit: &AuditAppend<'_>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE support_sessions SET status = 'revoked', ended_at = ?1, ended_by = ?2
              WHERE org_id = ?3 AND id = ?4
@@ -216,7 +216,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn insert_account_grant(&self, g: &AccountGrantRow, audit: &AuditAppend<'_>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO account_grants (id, user_id, created_at, expires_at, ended_at, ended_by, end_notice_sent)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -266,7 +266,7 @@ impl SqliteStore {
         now: i64,
         audit: &AuditAppend<'_>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE account_grants SET ended_at = ?1, ended_by = ?2
              WHERE id = ?3 AND user_id = ?4 AND ended_at IS NULL AND expires_at > ?1",

@@ -24,8 +24,8 @@ pub(super) async fn resolve(state: &AppState, org: &str) -> Result<OrgId, ApiErr
         return Ok(id);
     }
     let slug = OrgSlug::parse(org).map_err(|_| EngineError::Denied(Denied::NotFound))?;
-    match state.engine.org_by_slug(&slug).await {
-        Ok(org) => Ok(org.id),
+    match state.engine.org_id_by_slug(&slug).await {
+        Ok(id) => Ok(id),
         Err(EngineError::NoSuchOrg(_)) => Err(EngineError::Denied(Denied::NotFound).into()),
         // A store failure is not "no such organisation".
         Err(e) => Err(e.into()),
