@@ -31,10 +31,27 @@ impl Default for SessionPolicy {
 }
 
 /// Identity settings of a deployment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdentitySettings {
     pub sessions: SessionPolicy,
     pub password_policy: PasswordPolicy,
+    /// The most of the machine's CPU, in percent, that password hashing
+    /// (Argon2id) may take: a storm of sign-ins waits its turn instead of
+    /// starving the requests that serve data.
+    pub hashing_cpu_percent: u8,
+}
+
+/// The default [`IdentitySettings::hashing_cpu_percent`].
+pub const DEFAULT_HASHING_CPU_PERCENT: u8 = 15;
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            sessions: SessionPolicy::default(),
+            password_policy: PasswordPolicy::default(),
+            hashing_cpu_percent: DEFAULT_HASHING_CPU_PERCENT,
+        }
+    }
 }
 
 /// Why a caller could not be identified. Messages are the same whether or
@@ -305,15 +322,95 @@ fn backoff(failures: u32) -> Option<Duration> {
 pub(crate) struct Identity {
     pub(crate) settings: IdentitySettings,
     pub(crate) throttle: Throttle,
-    /// Bounds concurrent Argon2 verifications (memory-hard: 19 MiB each).
+    /// Bounds concurrent Argon2 hashes (memory-hard: 19 MiB each) and,
+    /// with `rest_factor`, their share of the CPU.
     pub(crate) hashing: Arc<Semaphore>,
+    /// After a hash that took `t`, its permit rests `t × rest_factor`
+    /// before the next hash may take it, so hashing keeps each permit busy
+    /// for at most `1 / (1 + rest_factor)` of the time.
+    rest_factor: f64,
+    /// The threads that hash, one per permit, started on first use. The
+    /// same few threads do every hash, so the allocator keeps at most one
+    /// 19 MiB block per thread instead of one in every thread that ever
+    /// hashed.
+    hashers: std::sync::OnceLock<std::sync::mpsc::SyncSender<HashJob>>,
+    permits: usize,
 }
+
+/// A hash for one of the hashing threads.
+type HashJob = Box<dyn FnOnce() + Send>;
 
 impl Identity {
     pub(crate) fn new(settings: IdentitySettings) -> Self {
-        let permits = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Self { settings, throttle: Throttle::default(), hashing: Arc::new(Semaphore::new(permits)) }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let (permits, rest_factor) = hashing_budget(cores, settings.hashing_cpu_percent);
+        Self {
+            settings,
+            throttle: Throttle::default(),
+            hashing: Arc::new(Semaphore::new(permits)),
+            rest_factor,
+            hashers: std::sync::OnceLock::new(),
+            permits,
+        }
     }
+
+    /// Runs `f` on a hashing thread and returns its result. Callers hold a
+    /// `hashing` permit, so a thread is free.
+    async fn on_hasher<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let queue = self.hashers.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<HashJob>(self.permits);
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..self.permits {
+                let rx = Arc::clone(&rx);
+                let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+                if spawned.is_err() {
+                    tracing::error!("could not start a password hashing thread");
+                }
+            }
+            tx
+        });
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            let _ = done.send(f());
+        });
+        queue.try_send(job).ok()?;
+        answer.await.ok()
+    }
+
+    /// Gives the permit back once it has rested after a hash of `took`.
+    /// The caller does not wait for the rest.
+    fn release(&self, permit: tokio::sync::OwnedSemaphorePermit, took: Duration) {
+        let rest = took.mul_f64(self.rest_factor);
+        if rest.is_zero() {
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(rest).await;
+            drop(permit);
+        });
+    }
+}
+
+/// How many hashes may run at once and how long each permit rests after a
+/// hash, for hashing to use at most `percent` of `cores`: as many permits
+/// as whole cores that share allows (at least one), each busy for the
+/// share's remainder.
+fn hashing_budget(cores: usize, percent: u8) -> (usize, f64) {
+    let share = f64::from(percent.clamp(1, 100)) / 100.0 * cores as f64;
+    let permits = (share.floor() as usize).clamp(1, cores.max(1));
+    let duty = (share / permits as f64).min(1.0);
+    (permits, (1.0 / duty) - 1.0)
 }
 
 /// Who a membership change is chained as.
@@ -341,18 +438,19 @@ impl Engine {
             Arc::clone(&self.identity.hashing).acquire_owned().await.map_err(|_| AuthError::Unauthenticated)?;
         let password = zeroize::Zeroizing::new(password.to_owned());
         let hash = hash.map(str::to_owned);
-        let verified = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            match hash {
+        let started = std::time::Instant::now();
+        let verified = self
+            .identity
+            .on_hasher(move || match hash {
                 Some(h) => crypto::verify_password(&password, &h),
                 None => {
                     crypto::verify_dummy(&password);
                     crypto::Verified { ok: false, needs_rehash: false }
                 }
-            }
-        })
-        .await
-        .map_err(|_| AuthError::Unauthenticated)?;
+            })
+            .await
+            .ok_or(AuthError::Unauthenticated)?;
+        self.identity.release(permit, started.elapsed());
         Ok(verified)
     }
 
@@ -363,13 +461,14 @@ impl Engine {
         let permit =
             Arc::clone(&self.identity.hashing).acquire_owned().await.map_err(|_| AuthError::Unauthenticated)?;
         let password = zeroize::Zeroizing::new(password.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            crypto::hash_password(&password)
-        })
-        .await
-        .map_err(|_| AuthError::Unauthenticated)?
-        .map_err(AuthError::from)
+        let started = std::time::Instant::now();
+        let hashed = self
+            .identity
+            .on_hasher(move || crypto::hash_password(&password))
+            .await
+            .ok_or(AuthError::Unauthenticated)?;
+        self.identity.release(permit, started.elapsed());
+        hashed.map_err(AuthError::from)
     }
 
     /// Signs in with e-mail and password. Returns the session's secret
@@ -1184,6 +1283,21 @@ mod tests {
         assert_eq!(backoff(4), None);
         assert_eq!(backoff(7), Some(Duration::from_secs(4)));
         assert_eq!(backoff(40), Some(MAX_BACKOFF));
+    }
+
+    #[test]
+    fn password_hashing_keeps_to_its_share_of_the_cpu() {
+        // 15 % of 2 cores: one hash at a time, busy 30 % of the time.
+        let (permits, rest) = hashing_budget(2, 15);
+        assert_eq!(permits, 1);
+        assert!((1.0 / (1.0 + rest) - 0.3).abs() < 1e-9, "{rest}");
+        // 50 % of 16 cores: eight at a time, never resting.
+        assert_eq!(hashing_budget(16, 50), (8, 0.0));
+        // 100 % of 4: every core, no rest; 1 % of 1: one permit, mostly resting.
+        assert_eq!(hashing_budget(4, 100), (4, 0.0));
+        let (permits, rest) = hashing_budget(1, 1);
+        assert_eq!(permits, 1);
+        assert!((rest - 99.0).abs() < 1e-6, "{rest}");
     }
 
     #[test]

@@ -229,6 +229,7 @@ struct FileAuth {
     password_policy: Option<String>,
     session_idle_secs: Option<u64>,
     session_absolute_secs: Option<u64>,
+    password_hashing_cpu_percent: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1305,7 +1306,15 @@ fn resolve_auth(file: &FileAuth, errors: &mut Vec<ConfigError>) -> engine::Ident
     let idle = secs("auth.session_idle_secs", file.session_idle_secs, defaults.sessions.idle, 7 * 86_400);
     let absolute =
         secs("auth.session_absolute_secs", file.session_absolute_secs, defaults.sessions.absolute, 30 * 86_400);
-    engine::IdentitySettings { sessions: engine::SessionPolicy { idle, absolute }, password_policy }
+    let hashing_cpu_percent = file.password_hashing_cpu_percent.unwrap_or(defaults.hashing_cpu_percent);
+    if !(1..=100).contains(&hashing_cpu_percent) {
+        errors.push(ConfigError::new("auth.password_hashing_cpu_percent", "must be 1 to 100"));
+    }
+    engine::IdentitySettings {
+        sessions: engine::SessionPolicy { idle, absolute },
+        password_policy,
+        hashing_cpu_percent,
+    }
 }
 
 /// Resolves the `[kms]` section, pushing an error naming the setting for
