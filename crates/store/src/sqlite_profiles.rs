@@ -277,8 +277,12 @@ impl SqliteStore {
                     format!("?{n}")
                 })
                 .collect();
+            // `id IN (terms)`, not `EXISTS`: SQLite then looks the few
+            // matching ids up by key, where with `EXISTS` it walked every
+            // profile of the organisation in id order (decrypting each
+            // page) and probed the terms for each.
             sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM profile_terms t WHERE t.org_id = p.org_id AND t.profile_id = p.id
+                " AND p.id IN (SELECT t.profile_id FROM profile_terms t WHERE t.org_id = ?1
                    AND t.field = ?{field} AND t.term IN ({}))",
                 placeholders.join(", ")
             ));
