@@ -155,13 +155,21 @@ pub(crate) struct Job {
     done: tokio::sync::oneshot::Sender<Result<(), EngineError>>,
 }
 
+/// The longest a caller waits for the writer to answer.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Group commit for appends that stand alone (reads, sign-ins, settings):
 /// one task takes every append waiting and writes them in one transaction,
 /// so many requests share one commit and one fsync instead of queueing for
 /// the write lock one by one. Each caller is answered only after the
-/// commit, with its own outcome: if the shared transaction fails, each
-/// append is tried again alone. Appends that belong to a change (a profile
-/// written with its entry) stay in that change's transaction.
+/// commit. If the shared transaction fails, every caller in it gets the
+/// failure: none is tried again alone, since a failure at commit may hide a
+/// write that happened (and retrying would duplicate it). Appends that
+/// belong to a change (a profile written with its entry) stay in that
+/// change's transaction.
+///
+/// The task runs on the runtime of the first caller; an engine is used from
+/// one runtime (a server's, or one command's).
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
     queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<Job>>,
@@ -181,23 +189,25 @@ impl Writer {
 async fn write_batches(store: store::Store, mut rx: tokio::sync::mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        if jobs.len() > 1 {
-            // By chain (stable: a chain's appends keep their order), so two
-            // instances' batches lock chain heads in the same order.
-            jobs.sort_by(|a, b| a.pending.chain.cmp(&b.pending.chain));
-            let appends: Vec<_> = jobs.iter().map(|j| j.pending.append()).collect();
-            let written = store.append_audit_batch(&appends).await.is_ok();
-            drop(appends);
-            if written {
-                for job in jobs.drain(..) {
-                    let _ = job.done.send(Ok(()));
-                }
-                continue;
-            }
-        }
-        for job in jobs.drain(..) {
+        if let [job] = jobs.as_mut_slice() {
             let outcome = store.append_audit(&job.pending.append()).await.map_err(EngineError::from);
-            let _ = job.done.send(outcome);
+            if let Some(job) = jobs.pop() {
+                let _ = job.done.send(outcome);
+            }
+            continue;
+        }
+        // By chain (stable: a chain's appends keep their order), so two
+        // instances' batches lock chain heads in the same order.
+        jobs.sort_by(|a, b| a.pending.chain.cmp(&b.pending.chain));
+        let appends: Vec<_> = jobs.iter().map(|j| j.pending.append()).collect();
+        let outcome = store.append_audit_batch(&appends).await;
+        drop(appends);
+        let failure = outcome.err().map(|e| e.to_string());
+        for job in jobs.drain(..) {
+            let _ = job.done.send(match &failure {
+                None => Ok(()),
+                Some(why) => Err(EngineError::AuditBatch(why.clone())),
+            });
         }
     }
 }
@@ -252,7 +262,12 @@ impl Engine {
         let (done, answer) = tokio::sync::oneshot::channel();
         let job = Job { pending: pending.clone(), done };
         match self.audit_writer.queue(&self.store).send(job).await {
-            Ok(()) => answer.await.unwrap_or(Err(EngineError::AuditWriterStopped)),
+            // A writer stuck behind a lock is not waited for without end:
+            // the request fails (its entry may still be written later).
+            Ok(()) => match tokio::time::timeout(WRITER_WAIT, answer).await {
+                Ok(answer) => answer.unwrap_or(Err(EngineError::AuditWriterStopped)),
+                Err(_) => Err(EngineError::AuditWriterStopped),
+            },
             // The writer's runtime has gone (a test's, say): write directly.
             Err(tokio::sync::mpsc::error::SendError(job)) => {
                 self.store.append_audit(&job.pending.append()).await?;

@@ -63,6 +63,9 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("too many failed sign-ins; try again in {} seconds", retry_after.as_secs().max(1))]
     Throttled { retry_after: Duration },
+    /// Password hashing is at its CPU budget and the wait for a turn ran out.
+    #[error("too many sign-ins at once; try again in {} seconds", retry_after.as_secs().max(1))]
+    Busy { retry_after: Duration },
     #[error("not signed in, or the session has ended")]
     Unauthenticated,
     #[error(transparent)]
@@ -354,10 +357,21 @@ impl Identity {
         }
     }
 
-    /// Runs `f` on a hashing thread and returns its result. Callers hold a
-    /// `hashing` permit, so a thread is free.
-    async fn on_hasher<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    /// Runs `f` on a hashing thread, within the budget, and returns its
+    /// result. The turn (a `hashing` permit) goes with the job: the thread
+    /// keeps it through the hash and the rest after it, so a caller that
+    /// gives up (a request timed out) neither frees it early nor breaks the
+    /// budget. A caller that waits `HASHING_WAIT` for a turn is told to come
+    /// back later.
+    async fn on_hasher<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+        let permit = tokio::time::timeout(HASHING_WAIT, Arc::clone(&self.hashing).acquire_owned())
+            .await
+            .map_err(|_| AuthError::Busy { retry_after: Duration::from_secs(1) })?
+            .map_err(|_| AuthError::Unauthenticated)?;
+        let rest_factor = self.rest_factor;
         let queue = self.hashers.get_or_init(|| {
+            // Every job in the queue or on a thread holds a permit, so the
+            // queue never holds more than there are permits.
             let (tx, rx) = std::sync::mpsc::sync_channel::<HashJob>(self.permits);
             let rx = Arc::new(Mutex::new(rx));
             for i in 0..self.permits {
@@ -382,25 +396,19 @@ impl Identity {
         });
         let (done, answer) = tokio::sync::oneshot::channel();
         let job: HashJob = Box::new(move || {
+            let started = std::time::Instant::now();
             let _ = done.send(f());
-        });
-        queue.try_send(job).ok()?;
-        answer.await.ok()
-    }
-
-    /// Gives the permit back once it has rested after a hash of `took`.
-    /// The caller does not wait for the rest.
-    fn release(&self, permit: tokio::sync::OwnedSemaphorePermit, took: Duration) {
-        let rest = took.mul_f64(self.rest_factor);
-        if rest.is_zero() {
-            return;
-        }
-        tokio::spawn(async move {
-            tokio::time::sleep(rest).await;
+            std::thread::sleep(started.elapsed().mul_f64(rest_factor));
             drop(permit);
         });
+        queue.try_send(job).map_err(|_| AuthError::Unauthenticated)?;
+        answer.await.map_err(|_| AuthError::Unauthenticated)
     }
 }
+
+/// The longest a sign-in waits for its turn to hash before it is told to
+/// come back (429 with Retry-After), well within a request's time limit.
+const HASHING_WAIT: Duration = Duration::from_secs(5);
 
 /// How many hashes may run at once and how long each permit rests after a
 /// hash, for hashing to use at most `percent` of `cores`: as many permits
@@ -432,15 +440,11 @@ fn to_time(d: Duration) -> time::Duration {
 }
 
 impl Engine {
-    /// Runs a password check on the blocking pool, at most one per core.
+    /// Runs a password check on a hashing thread, within the hashing budget.
     async fn check_password(&self, password: &str, hash: Option<&str>) -> Result<crypto::Verified, AuthError> {
-        let permit =
-            Arc::clone(&self.identity.hashing).acquire_owned().await.map_err(|_| AuthError::Unauthenticated)?;
         let password = zeroize::Zeroizing::new(password.to_owned());
         let hash = hash.map(str::to_owned);
-        let started = std::time::Instant::now();
-        let verified = self
-            .identity
+        self.identity
             .on_hasher(move || match hash {
                 Some(h) => crypto::verify_password(&password, &h),
                 None => {
@@ -449,26 +453,14 @@ impl Engine {
                 }
             })
             .await
-            .ok_or(AuthError::Unauthenticated)?;
-        self.identity.release(permit, started.elapsed());
-        Ok(verified)
     }
 
-    /// Hashes a new password on the blocking pool, under the same bound as
+    /// Hashes a new password on a hashing thread, within the same budget as
     /// password checks: a burst of password changes cannot stall the
-    /// runtime or take every core.
+    /// runtime or take the CPU from data requests.
     async fn hash_new_password(&self, password: &str) -> Result<String, AuthError> {
-        let permit =
-            Arc::clone(&self.identity.hashing).acquire_owned().await.map_err(|_| AuthError::Unauthenticated)?;
         let password = zeroize::Zeroizing::new(password.to_owned());
-        let started = std::time::Instant::now();
-        let hashed = self
-            .identity
-            .on_hasher(move || crypto::hash_password(&password))
-            .await
-            .ok_or(AuthError::Unauthenticated)?;
-        self.identity.release(permit, started.elapsed());
-        hashed.map_err(AuthError::from)
+        self.identity.on_hasher(move || crypto::hash_password(&password)).await?.map_err(AuthError::from)
     }
 
     /// Signs in with e-mail and password. Returns the session's secret

@@ -102,8 +102,11 @@ pub enum EngineError {
     Offboard(String),
     /// The audit writer stopped before saying whether an entry was written
     /// (its runtime is shutting down).
-    #[error("the audit writer stopped before answering")]
+    #[error("the audit writer did not answer in time, or stopped")]
     AuditWriterStopped,
+    /// A shared audit transaction failed; the reason is the store's.
+    #[error("the audit trail could not be written: {0}")]
+    AuditBatch(String),
 }
 
 /// The application core shared by every interface.
@@ -246,9 +249,10 @@ impl Engine {
     }
 
     /// The id of the organisation with this slug, as every API path names
-    /// it. Slugs never change, so ids found are kept for a minute: an entry
-    /// can only go stale when its organisation is removed, and then it
-    /// names an id nothing answers to (fail closed). Misses are not kept.
+    /// it. Slugs never change, so ids found are kept for a minute. An entry
+    /// can only go stale if the store under it is replaced (a restore), and
+    /// then it names an id nothing answers to (fail closed). Misses are not
+    /// kept.
     pub async fn org_id_by_slug(&self, slug: &OrgSlug) -> Result<domain::OrgId, EngineError> {
         if let Some(id) = self.slugs.get(slug.as_str()) {
             return Ok(id);

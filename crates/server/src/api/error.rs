@@ -44,6 +44,16 @@ impl IntoResponse for ApiError {
                 }
                 res
             }
+            EngineError::Auth(AuthError::Busy { retry_after }) => {
+                let secs = retry_after.as_secs().max(1);
+                let mut res = Problem::new(Kind::TooManyAttempts)
+                    .with_detail(format!("too many sign-ins at once; try again in {secs} seconds"))
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                res
+            }
             EngineError::Auth(AuthError::InvalidCredentials) => {
                 Problem::new(Kind::InvalidCredentials).with_detail("wrong e-mail address or password").into_response()
             }
