@@ -722,6 +722,11 @@ def script_goals(scripts: Path, goals: list, results: dict) -> None:
         data = json.loads(f.read_text())
         results[w.upper()] = data
         for g in data.get("goals", []):
+            if g.get("via"):
+                g = {**g, "name": f"{g['name']} ({g['via']})"}
+            m = re.search(r" \((sqlite|postgres)\)$", g["name"])
+            if m:
+                g = {**g, "name": g["name"][: m.start()], "backend": g.get("backend") or m.group(1)}
             goals.append(g)
         if w == "w6":
             for r in data.get("results", []):
