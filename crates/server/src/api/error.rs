@@ -35,25 +35,9 @@ impl IntoResponse for ApiError {
         };
         match e {
             EngineError::Auth(AuthError::Throttled { retry_after }) => {
-                let secs = retry_after.as_secs().max(1);
-                let mut res = Problem::new(Kind::TooManyAttempts)
-                    .with_detail(format!("too many failed sign-ins; try again in {secs} seconds"))
-                    .into_response();
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    res.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                res
+                come_back(retry_after, "too many failed sign-ins")
             }
-            EngineError::Auth(AuthError::Busy { retry_after }) => {
-                let secs = retry_after.as_secs().max(1);
-                let mut res = Problem::new(Kind::TooManyAttempts)
-                    .with_detail(format!("too many sign-ins at once; try again in {secs} seconds"))
-                    .into_response();
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    res.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                res
-            }
+            EngineError::Auth(AuthError::Busy { retry_after }) => come_back(retry_after, "too many sign-ins at once"),
             EngineError::Auth(AuthError::InvalidCredentials) => {
                 Problem::new(Kind::InvalidCredentials).with_detail("wrong e-mail address or password").into_response()
             }
@@ -158,6 +142,17 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// A 429 problem saying why and when to try again, with `Retry-After`.
+fn come_back(retry_after: std::time::Duration, why: &str) -> Response {
+    let secs = retry_after.as_secs().max(1);
+    let mut res =
+        Problem::new(Kind::TooManyAttempts).with_detail(format!("{why}; try again in {secs} seconds")).into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 /// One line naming how many problems there are and the first of them.
