@@ -328,7 +328,7 @@ impl Engine {
         profile: ProfileId,
     ) -> Result<Vec<AttachmentInfo>, EngineError> {
         let record_key = self.record_key(&row).await?;
-        self.record(&Pending::new(
+        self.record(Pending::new(
             org_chain(org),
             vec![by(&actor, "attachment.list", profile_target(profile), Vec::new())],
         ))
@@ -414,7 +414,7 @@ impl Engine {
             }
         }
         let entry = by(&actor, "attachment.download", profile_target(profile), vec![format!("attachment:{}", a.id)]);
-        self.record(&Pending::new(org_chain(org), vec![entry])).await?;
+        self.record(Pending::new(org_chain(org), vec![entry])).await?;
         let stream: PlainStream = Box::pin(futures_util::stream::iter(first).chain(plain));
         let info = AttachmentInfo {
             name: name.to_owned(),

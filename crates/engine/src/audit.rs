@@ -123,7 +123,7 @@ pub(crate) fn checkpoint_of(c: CheckpointRow) -> Checkpoint {
 }
 
 /// Drafts for one chain, ready to hand to the store.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Pending {
     chain: String,
     drafts: Vec<Draft>,
@@ -189,19 +189,19 @@ impl Writer {
 async fn write_batches(store: store::Store, mut rx: tokio::sync::mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        if let [job] = jobs.as_mut_slice() {
-            let outcome = store.append_audit(&job.pending.append()).await.map_err(EngineError::from);
-            if let Some(job) = jobs.pop() {
-                let _ = job.done.send(outcome);
-            }
-            continue;
-        }
         // By chain (stable: a chain's appends keep their order), so two
         // instances' batches lock chain heads in the same order.
         jobs.sort_by(|a, b| a.pending.chain.cmp(&b.pending.chain));
         let appends: Vec<_> = jobs.iter().map(|j| j.pending.append()).collect();
         let outcome = store.append_audit_batch(&appends).await;
         drop(appends);
+        if jobs.len() == 1 {
+            // Alone in its transaction: the store's own error.
+            if let Some(job) = jobs.pop() {
+                let _ = job.done.send(outcome.map_err(EngineError::from));
+            }
+            continue;
+        }
         let failure = outcome.err().map(|e| e.to_string());
         for job in jobs.drain(..) {
             let _ = job.done.send(match &failure {
@@ -258,9 +258,9 @@ impl Engine {
     /// Appends drafts to a chain in a transaction of their own, and returns
     /// once it is committed. Appends that arrive while another commits are
     /// written together in the next transaction (see [`Writer`]).
-    pub(crate) async fn record(&self, pending: &Pending) -> Result<(), EngineError> {
+    pub(crate) async fn record(&self, pending: Pending) -> Result<(), EngineError> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let job = Job { pending: pending.clone(), done };
+        let job = Job { pending, done };
         match self.audit_writer.queue(&self.store).send(job).await {
             // A writer stuck behind a lock is not waited for without end:
             // the request fails (its entry may still be written later).
@@ -319,7 +319,7 @@ impl Engine {
     /// configuration shows in the platform's trail as a new fingerprint.
     pub async fn record_config(&self, fingerprint: &str) -> Result<(), EngineError> {
         let entry = draft("system".into(), "config.apply", format!("config:{fingerprint}"), Vec::new());
-        self.record(&Pending::new(PLATFORM_CHAIN.to_owned(), vec![entry])).await
+        self.record(Pending::new(PLATFORM_CHAIN.to_owned(), vec![entry])).await
     }
 
     /// Drill reports, newest first: the evidence that restores work.
@@ -349,7 +349,7 @@ impl Engine {
         if !success {
             entry.outcome = "failure".to_owned();
         }
-        self.record(&Pending::new(PLATFORM_CHAIN.to_owned(), vec![entry])).await
+        self.record(Pending::new(PLATFORM_CHAIN.to_owned(), vec![entry])).await
     }
 
     /// Signs a checkpoint of every chain that grew since its last one.

@@ -393,7 +393,7 @@ impl Engine {
         let org = auth.org();
         let target = format!("export:{}", uuid::Uuid::now_v7());
         let start = by(auth.principal(), action, target.clone(), fields);
-        self.record(&Pending::new(org_chain(org), vec![start])).await?;
+        self.record(Pending::new(org_chain(org), vec![start])).await?;
         let header = header.finish()?;
         // `Ok(None)` marks the end: a stream that stops without it (the
         // producer died) ends with an error, never as if complete.
@@ -419,7 +419,7 @@ impl Engine {
             if result.is_err() {
                 end.outcome = "failure".to_owned();
             }
-            if let Err(e) = engine.record(&Pending::new(org_chain(org), vec![end])).await {
+            if let Err(e) = engine.record(Pending::new(org_chain(org), vec![end])).await {
                 tracing::warn!(error = %e, "the end of an export could not be chained");
             }
             let _ = tx.send(result.map(|()| None)).await;

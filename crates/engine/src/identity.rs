@@ -602,13 +602,13 @@ impl Engine {
 
     /// Records an account event on the platform chain.
     pub(crate) async fn platform_audit(&self, entry: audit::Draft) -> Result<(), EngineError> {
-        self.record(&crate::audit::Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry])).await
+        self.record(crate::audit::Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry])).await
     }
 
     /// Chains one entry in an organisation's trail, in a transaction of its
     /// own (for changes that are not profile data).
     pub(crate) async fn org_audit(&self, org: OrgId, entry: audit::Draft) -> Result<(), EngineError> {
-        self.record(&crate::audit::Pending::new(crate::audit::org_chain(org), vec![entry])).await
+        self.record(crate::audit::Pending::new(crate::audit::org_chain(org), vec![entry])).await
     }
 
     /// The one authorisation decision for organisation actions: the caller

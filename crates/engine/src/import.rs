@@ -243,7 +243,7 @@ impl Engine {
                                 fields,
                             );
                             entry.outcome = "failure".to_owned();
-                            self.record(&Pending::new(org_chain(auth.org()), vec![entry])).await?;
+                            self.record(Pending::new(org_chain(auth.org()), vec![entry])).await?;
                             return Err(import_error(format!(
                                 "stopped after writing {} of {} records: {e}",
                                 report.written, report.valid
@@ -266,7 +266,7 @@ impl Engine {
         if !clean && !skip_invalid {
             entry.outcome = "failure".to_owned();
         }
-        self.record(&Pending::new(org_chain(auth.org()), vec![entry])).await?;
+        self.record(Pending::new(org_chain(auth.org()), vec![entry])).await?;
         Ok(report)
     }
 }

@@ -621,7 +621,7 @@ impl Engine {
             drafts.push(by(principal, "profile.read", profile_target(row.id), shown));
             views.push(view);
         }
-        self.record(&Pending::new(org_chain(first.org_id), drafts)).await?;
+        self.record(Pending::new(org_chain(first.org_id), drafts)).await?;
         Ok(views)
     }
 

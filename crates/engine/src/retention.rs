@@ -135,7 +135,7 @@ impl Engine {
         // holding it: chained before the first decrypt.
         if let Some(def) = date_field.as_ref().filter(|d| d.classification.is_encrypted()) {
             let start = make("retention.sweep.start", target.clone(), vec![format!("decrypts:{}", def.name)]);
-            self.record(&Pending::new(org_chain(org), vec![start])).await?;
+            self.record(Pending::new(org_chain(org), vec![start])).await?;
         }
         let result =
             self.sweep_pages(org, policy, &schema, date_field.as_ref(), make, now, &mut report, &mut decrypted).await;
@@ -158,7 +158,7 @@ impl Engine {
         if result.is_err() {
             end.outcome = "failure".to_owned();
         }
-        self.record(&Pending::new(org_chain(org), vec![end])).await?;
+        self.record(Pending::new(org_chain(org), vec![end])).await?;
         result?;
         Ok(report)
     }

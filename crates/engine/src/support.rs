@@ -304,7 +304,7 @@ impl Engine {
             let chain = org_chain(row.org_id);
             if row.status == SupportStatus::Approved {
                 let entry = draft("system".into(), "support.expire", target(row.id), Vec::new());
-                self.record(&Pending::new(chain.clone(), vec![entry])).await?;
+                self.record(Pending::new(chain.clone(), vec![entry])).await?;
             }
             let query = store::AuditQuery {
                 on_behalf_of: Some(target(row.id)),
@@ -442,7 +442,7 @@ impl Engine {
         self.store.create_session(&session, &token.digest()).await?;
         let mut entry = by(operator, "support.act_as", format!("account_grant:{}", grant.id), Vec::new());
         entry.on_behalf_of = Some(format!("user:{}", user.id));
-        self.record(&Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry])).await?;
+        self.record(Pending::new(crate::audit::PLATFORM_CHAIN.to_owned(), vec![entry])).await?;
         let who = self
             .store
             .user_by_id(operator.user)

@@ -472,10 +472,6 @@ impl Store {
         dispatch!(self.revoke_jti(jti, expires_at))
     }
 
-    pub async fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
-        dispatch!(self.is_jti_revoked(jti))
-    }
-
     /// Whether an organisation's access tokens are encrypted (JWE).
     pub async fn org_encrypts_tokens(&self, org: OrgId) -> Result<bool> {
         dispatch!(self.org_encrypts_tokens(org))

@@ -32,26 +32,6 @@ fn entry_from_row(r: &PgRow) -> Result<AuditRow> {
     })
 }
 
-/// [`entry_from_row`] by position, for rows selected with
-/// `entry_columns!()` in that order: a long scan (verification) skips
-/// looking up twelve column names a row.
-fn entry_at(r: &PgRow) -> Result<AuditRow> {
-    Ok(AuditRow {
-        chain: r.try_get(0)?,
-        seq: r.try_get(1)?,
-        at_micros: r.try_get(2)?,
-        actor: r.try_get(3)?,
-        on_behalf_of: r.try_get(4)?,
-        action: r.try_get(5)?,
-        target: r.try_get(6)?,
-        outcome: r.try_get(7)?,
-        fields: r.try_get(8)?,
-        request_id: r.try_get(9)?,
-        prev_hash: r.try_get(10)?,
-        hash: r.try_get(11)?,
-    })
-}
-
 fn checkpoint_from_row(r: &PgRow) -> Result<CheckpointRow> {
     Ok(CheckpointRow {
         chain: r.try_get("chain")?,
@@ -114,10 +94,7 @@ pub(crate) async fn append_in(tx: &mut Transaction<'_, Postgres>, a: &AuditAppen
 
 impl PgStore {
     pub(crate) async fn append_audit(&self, a: &AuditAppend<'_>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        append_in(&mut tx, a).await?;
-        tx.commit().await?;
-        Ok(())
+        self.append_audit_batch(std::slice::from_ref(a)).await
     }
 
     /// Several appends in one transaction (group commit). The caller
@@ -198,7 +175,7 @@ impl PgStore {
         .bind(after)
         .fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
-            if !f(entry_at(&row)?) {
+            if !f(entry_from_row(&row)?) {
                 break;
             }
         }

@@ -649,14 +649,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn is_jti_revoked(&self, jti: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM revoked_tokens WHERE jti = ?")
-            .bind(jti)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n > 0)
-    }
-
     pub(crate) async fn org_encrypts_tokens(&self, org: OrgId) -> Result<bool> {
         let v: Option<bool> = sqlx::query_scalar("SELECT encrypted_tokens FROM organisations WHERE id = ?")
             .bind(org.as_uuid())
