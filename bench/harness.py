@@ -659,11 +659,10 @@ def machine(args) -> dict:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    mem_kb = status = None
+    mem_kb = None
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
-    del status
     return {
         "cpus": os.cpu_count(), "cpu_model": cpu, "memory_gib": round((mem_kb or 0) / 1048576, 1),
         "kernel": platform.release(), "os": version(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
