@@ -84,24 +84,89 @@ impl Draft {
 
 /// The hash of an entry's content as if it sat at position `seq`.
 fn entry_hash(e: &Entry, seq: u64) -> [u8; 32] {
-    let fields: Vec<&[u8]> = e.fields.iter().map(|f| f.as_bytes()).collect();
-    let seq = seq.to_be_bytes();
-    let at = e.at_micros.to_be_bytes();
-    let encoded = crypto::canonical(&[
-        b"strongroom/audit/v1",
-        e.chain.as_bytes(),
-        &seq,
-        &at,
-        e.actor.as_bytes(),
-        e.on_behalf_of.as_deref().unwrap_or("").as_bytes(),
-        e.action.as_bytes(),
-        e.target.as_bytes(),
-        e.outcome.as_bytes(),
-        &crypto::canonical(&fields),
-        e.request_id.as_deref().unwrap_or("").as_bytes(),
-        &e.prev_hash,
-    ]);
-    crypto::sha256(&encoded)
+    let content = Content {
+        chain: &e.chain,
+        at_micros: e.at_micros,
+        actor: &e.actor,
+        on_behalf_of: e.on_behalf_of.as_deref(),
+        action: &e.action,
+        target: &e.target,
+        outcome: &e.outcome,
+        request_id: e.request_id.as_deref(),
+        prev_hash: &e.prev_hash,
+    };
+    content.hash(seq, e.fields.iter().map(|f| f.as_bytes()))
+}
+
+/// What an entry's hash covers besides its position and field names,
+/// borrowed from wherever the entry is.
+struct Content<'a> {
+    chain: &'a str,
+    at_micros: i64,
+    actor: &'a str,
+    on_behalf_of: Option<&'a str>,
+    action: &'a str,
+    target: &'a str,
+    outcome: &'a str,
+    request_id: Option<&'a str>,
+    prev_hash: &'a [u8],
+}
+
+impl Content<'_> {
+    /// Entry hash, format 1 (see the crate's documentation).
+    fn hash<'f>(&self, seq: u64, fields: impl Iterator<Item = &'f [u8]> + Clone) -> [u8; 32] {
+        crypto::CanonicalSha256::new()
+            .part(b"strongroom/audit/v1")
+            .part(self.chain.as_bytes())
+            .part(&seq.to_be_bytes())
+            .part(&self.at_micros.to_be_bytes())
+            .part(self.actor.as_bytes())
+            .part(self.on_behalf_of.unwrap_or("").as_bytes())
+            .part(self.action.as_bytes())
+            .part(self.target.as_bytes())
+            .part(self.outcome.as_bytes())
+            .nested(fields)
+            .part(self.request_id.unwrap_or("").as_bytes())
+            .part(self.prev_hash)
+            .finish()
+    }
+}
+
+/// An entry as the store holds it, borrowed from the row it was read
+/// from, for verifying a chain without copying every entry.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredEntry<'a> {
+    pub chain: &'a str,
+    pub seq: u64,
+    pub at_micros: i64,
+    pub actor: &'a str,
+    pub on_behalf_of: Option<&'a str>,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    /// The field names as stored: separated by white space.
+    pub fields: &'a str,
+    pub request_id: Option<&'a str>,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl StoredEntry<'_> {
+    /// The hash its content should have at its own position.
+    fn computed_hash(&self) -> [u8; 32] {
+        let content = Content {
+            chain: self.chain,
+            at_micros: self.at_micros,
+            actor: self.actor,
+            on_behalf_of: self.on_behalf_of,
+            action: self.action,
+            target: self.target,
+            outcome: self.outcome,
+            request_id: self.request_id,
+            prev_hash: self.prev_hash,
+        };
+        content.hash(self.seq, self.fields.split_whitespace().map(str::as_bytes))
+    }
 }
 
 /// A signed statement that a chain had `size` entries ending in `head`.
@@ -255,16 +320,26 @@ impl ChainVerifier {
         Self { expected_seq: 1, prev: GENESIS, heads: checkpoint_sizes.into_iter().map(|s| (s, None)).collect() }
     }
 
-    /// Takes the next stored entry; false if it does not follow (wrong
-    /// position, wrong link, or content that does not match its hash).
+    /// Takes the next entry; false if it does not follow (wrong position,
+    /// wrong link, or content that does not match its hash).
     pub fn push(&mut self, e: &Entry) -> bool {
-        if e.seq != self.expected_seq || e.prev_hash != self.prev || entry_hash(e, e.seq) != e.hash {
+        self.accept(e.seq, &e.prev_hash, &e.hash, || entry_hash(e, e.seq))
+    }
+
+    /// [`Self::push`] for an entry borrowed from the store's row.
+    pub fn push_stored(&mut self, e: &StoredEntry<'_>) -> bool {
+        self.accept(e.seq, e.prev_hash, e.hash, || e.computed_hash())
+    }
+
+    fn accept(&mut self, seq: u64, prev_hash: &[u8], hash: &[u8], computed: impl FnOnce() -> [u8; 32]) -> bool {
+        let Ok(hash) = <[u8; 32]>::try_from(hash) else { return false };
+        if seq != self.expected_seq || prev_hash != self.prev.as_slice() || computed() != hash {
             return false;
         }
-        if let Some(head) = self.heads.get_mut(&e.seq) {
-            *head = Some(e.hash);
+        if let Some(head) = self.heads.get_mut(&seq) {
+            *head = Some(hash);
         }
-        self.prev = e.hash;
+        self.prev = hash;
         self.expected_seq += 1;
         true
     }
@@ -345,6 +420,46 @@ mod tests {
             run(&c, &[forged]),
             Some(Err(Broken::Checkpoint { size: 5, why: "the entry it signed has another hash now" }))
         );
+    }
+
+    /// An entry as the store holds it: field names joined by a space.
+    fn view<'a>(e: &'a Entry, fields: &'a str) -> StoredEntry<'a> {
+        StoredEntry {
+            chain: &e.chain,
+            seq: e.seq,
+            at_micros: e.at_micros,
+            actor: &e.actor,
+            on_behalf_of: e.on_behalf_of.as_deref(),
+            action: &e.action,
+            target: &e.target,
+            outcome: &e.outcome,
+            fields,
+            request_id: e.request_id.as_deref(),
+            prev_hash: &e.prev_hash,
+            hash: &e.hash,
+        }
+    }
+
+    #[test]
+    fn borrowed_stored_entries_verify_like_owned_ones() {
+        let c = chain(6);
+        let joined: Vec<String> = c.iter().map(|e| e.fields.join(" ")).collect();
+        let view = |i: usize| view(&c[i], &joined[i]);
+        let mut v = ChainVerifier::new([6]);
+        assert!((0..c.len()).all(|i| v.push_stored(&view(i))), "a sound chain");
+        assert!(v.finish(&[], &[]).is_ok());
+
+        let mut v = ChainVerifier::new([]);
+        assert!(v.push_stored(&view(0)));
+        let mut edited = view(1);
+        edited.fields = "email";
+        assert!(!v.push_stored(&edited), "a field name removed");
+        let mut v = ChainVerifier::new([]);
+        assert!(v.push_stored(&view(0)));
+        let short = &c[1].hash[..31];
+        assert!(!v.push_stored(&StoredEntry { hash: short, ..view(1) }), "a hash of the wrong length");
+        let mut v = ChainVerifier::new([]);
+        assert!(!v.push_stored(&view(1)), "an entry out of place");
     }
 
     #[test]

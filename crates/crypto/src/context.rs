@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest, Sha256};
+
 /// Encodes parts as `u32 big-endian length || bytes` each, so no two
 /// different lists of parts encode alike.
 pub fn canonical(parts: &[&[u8]]) -> Vec<u8> {
@@ -13,6 +15,38 @@ pub fn canonical(parts: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(part);
     }
     out
+}
+
+/// SHA-256 of a [`canonical`] encoding, fed part by part without building
+/// the encoding in memory (the audit chain hashes every entry this way).
+#[derive(Clone, Debug, Default)]
+pub struct CanonicalSha256(Sha256);
+
+impl CanonicalSha256 {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one part, as [`canonical`] encodes it.
+    pub fn part(&mut self, part: &[u8]) -> &mut Self {
+        self.0.update(u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
+        self.0.update(part);
+        self
+    }
+
+    /// Adds one part that is itself the [`canonical`] encoding of `parts`.
+    pub fn nested<'a>(&mut self, parts: impl Iterator<Item = &'a [u8]> + Clone) -> &mut Self {
+        let len: usize = parts.clone().map(|p| p.len() + 4).sum();
+        self.0.update(u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        for part in parts {
+            self.part(part);
+        }
+        self
+    }
+
+    pub fn finish(&mut self) -> [u8; 32] {
+        std::mem::take(&mut self.0).finalize().into()
+    }
 }
 
 /// What a key wrapped by the root key is for.
@@ -101,6 +135,19 @@ impl KeyContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_hash_equals_the_hash_of_the_encoding() {
+        let inner: [&[u8]; 3] = [b"email", b"", b"phone"];
+        let expected = crate::sha256(&canonical(&[b"label", &canonical(&inner), b"", b"tail"]));
+        let got = CanonicalSha256::new().part(b"label").nested(inner.into_iter()).part(b"").part(b"tail").finish();
+        assert_eq!(got, expected);
+        let empty: [&[u8]; 0] = [];
+        assert_eq!(
+            CanonicalSha256::new().nested(empty.into_iter()).finish(),
+            crate::sha256(&canonical(&[&canonical(&empty)]))
+        );
+    }
 
     #[test]
     fn canonical_encoding_is_unambiguous() {

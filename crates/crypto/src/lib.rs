@@ -22,7 +22,7 @@ mod totp;
 
 pub use aead::{NONCE_LEN, TAG_LEN, danger_seal_with_nonce, open, seal};
 pub use blind::{BlindIndexKey, BlindToken, PseudonymKey, hkdf_sha256, hmac_sha256};
-pub use context::{KeyContext, KeyPurpose, canonical};
+pub use context::{CanonicalSha256, KeyContext, KeyPurpose, canonical};
 pub use envelope::{
     FIELD_FORMAT_V1, RECORD_KEY_FORMAT_V1, decrypt_field, encrypt_field, unwrap_record_key, wrap_record_key,
     wrapped_record_key_version,

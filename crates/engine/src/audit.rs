@@ -6,7 +6,7 @@
 
 use audit::{Broken, ChainVerifier, Checkpoint, Draft, Entry, Verified};
 use domain::{Action, OrgId, ProfileId};
-use store::{AuditAppend, AuditRow, CheckpointRow};
+use store::{AuditAppend, AuditRow, AuditRowRef, CheckpointRow};
 
 use crate::identity::{Authorized, Principal};
 use crate::profiles::{ProfileError, actor_of};
@@ -108,6 +108,25 @@ pub fn from_row(r: AuditRow) -> Entry {
         request_id: r.request_id,
         prev_hash: hash32(r.prev_hash),
         hash: hash32(r.hash),
+    }
+}
+
+/// A stored entry as the `audit` crate verifies it, still borrowed.
+fn stored_of<'a>(r: &AuditRowRef<'a>) -> ::audit::StoredEntry<'a> {
+    ::audit::StoredEntry {
+        chain: r.chain,
+        // A negative position is out of place, like any other wrong one.
+        seq: u64::try_from(r.seq).unwrap_or(0),
+        at_micros: r.at_micros,
+        actor: r.actor,
+        on_behalf_of: r.on_behalf_of,
+        action: r.action,
+        target: r.target,
+        outcome: r.outcome,
+        fields: r.fields,
+        request_id: r.request_id,
+        prev_hash: r.prev_hash,
+        hash: r.hash,
     }
 }
 
@@ -397,7 +416,7 @@ impl Engine {
             let mut sound = true;
             self.store
                 .scan_audit(&chain, 0, &mut |row| {
-                    sound = verifier.push(&from_row(row));
+                    sound = verifier.push_stored(&stored_of(&row));
                     sound
                 })
                 .await?;
@@ -407,7 +426,7 @@ impl Engine {
                 let mut entries = Vec::new();
                 self.store
                     .scan_audit(&chain, 0, &mut |row| {
-                        entries.push(from_row(row));
+                        entries.push(from_row(row.to_row()));
                         true
                     })
                     .await?;

@@ -358,7 +358,7 @@ impl Engine {
     ) -> Result<ExportStream, EngineError> {
         self.require(auth, Action::ReadProfiles)?;
         crate::support::check_unlimited(auth)?;
-        let schema = self.load_schema(auth.org()).await?;
+        let schema = self.schema_of(auth).await?;
         let visibility = Visibility::of(auth);
         let columns: Vec<FieldDef> =
             schema.fields.iter().filter(|f| visibility.shows(f.classification)).cloned().collect();
@@ -368,7 +368,7 @@ impl Engine {
         let mut header = Encoder::new(format, 256);
         header.header(&columns)?;
         let source = Source::Profiles {
-            schema: Arc::new(schema),
+            schema,
             columns: Arc::new(columns),
             visibility,
             pseudonyms: pseudonyms.map(Arc::new),

@@ -162,6 +162,9 @@ pub struct ServiceAccountGrant {
     pub org: OrgId,
     pub scopes: Vec<domain::Scope>,
     pub jti: String,
+    /// The organisation as read with the token, in the same statement and
+    /// the same request (a principal lives for one request).
+    pub org_access: store::OrgAccess,
 }
 
 /// What an authorisation rests on: a member's role, a token's scopes, or
@@ -199,11 +202,24 @@ pub struct Authorized {
     org: OrgId,
     grant: Grant,
     action: Action,
+    /// The organisation as read while authorising (this request's view of
+    /// its current schema and key versions); `None` for local CLI access.
+    seen: Option<store::OrgAccess>,
 }
 
 impl Authorized {
-    pub(crate) fn new(principal: Principal, org: OrgId, grant: Grant, action: Action) -> Self {
-        Self { principal, org, grant, action }
+    pub(crate) fn new(
+        principal: Principal,
+        org: OrgId,
+        grant: Grant,
+        action: Action,
+        seen: Option<store::OrgAccess>,
+    ) -> Self {
+        Self { principal, org, grant, action, seen }
+    }
+    /// The organisation as read while authorising, if it was.
+    pub(crate) fn seen(&self) -> Option<&store::OrgAccess> {
+        self.seen.as_ref()
     }
     pub fn principal(&self) -> &Principal {
         &self.principal
@@ -620,19 +636,15 @@ impl Engine {
             if sa.org != org {
                 return Err(Denied::NotFound);
             }
-            let (status, _) = self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
-            if status == domain::OrgStatus::Suspended {
+            // Read with the token in this request: no second round trip.
+            let access = sa.org_access;
+            if access.status == domain::OrgStatus::Suspended {
                 return Err(Denied::Suspended);
             }
             if !sa.scopes.iter().any(|s| s.permits(action)) {
                 return Err(Denied::Forbidden);
             }
-            return Ok(Authorized {
-                principal: principal.clone(),
-                org,
-                grant: Grant::Scopes(sa.scopes.clone()),
-                action,
-            });
+            return Ok(Authorized::new(principal.clone(), org, Grant::Scopes(sa.scopes.clone()), action, Some(access)));
         }
         // An operator acting as a user uses the account; they do not run its
         // organisations (no members, owners, tokens, settings, schema or
@@ -649,29 +661,27 @@ impl Engine {
             Some(role) if role_permits(role, action) => role,
             Some(_) => return Err(Denied::Forbidden),
         };
-        let (status, org_requires_mfa) =
-            self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
-        if status == domain::OrgStatus::Suspended {
+        let access = self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
+        if access.status == domain::OrgStatus::Suspended {
             return Err(Denied::Suspended);
         }
         // Owners and admins need a second factor, and so does everyone where
         // the organisation says so.
-        let needs_mfa = matches!(role, Role::Owner | Role::Admin) || org_requires_mfa;
+        let needs_mfa = matches!(role, Role::Owner | Role::Admin) || access.requires_mfa;
         if needs_mfa && !principal.mfa_passed {
             return Err(Denied::MfaRequired);
         }
-        Ok(Authorized { principal: principal.clone(), org, grant: Grant::Role(role), action })
+        Ok(Authorized::new(principal.clone(), org, Grant::Role(role), action, Some(access)))
     }
 
     /// The person a record belongs to reaches it without membership, but
     /// not past the organisation's suspension or its 2FA rule.
     pub(crate) async fn authorize_record_owner(&self, principal: &Principal, org: OrgId) -> Result<(), Denied> {
-        let (status, requires_mfa) =
-            self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
-        if status == domain::OrgStatus::Suspended {
+        let access = self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
+        if access.status == domain::OrgStatus::Suspended {
             return Err(Denied::Suspended);
         }
-        if requires_mfa && !principal.mfa_passed {
+        if access.requires_mfa && !principal.mfa_passed {
             return Err(Denied::MfaRequired);
         }
         Ok(())
@@ -702,7 +712,7 @@ impl Engine {
     /// `import`, offboarding): whoever runs it holds the deployment's keys
     /// already. It acts as an owner would; the trail names it `cli`.
     pub fn authorize_local(&self, org: OrgId, action: Action) -> Authorized {
-        Authorized::new(local_admin(), org, Grant::Role(Role::Owner), action)
+        Authorized::new(local_admin(), org, Grant::Role(Role::Owner), action, None)
     }
 
     /// Renames, suspends or resumes an organisation (operators and the

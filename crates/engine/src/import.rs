@@ -169,7 +169,7 @@ impl Engine {
     ) -> Result<ImportReport, EngineError> {
         self.require(auth, Action::WriteProfiles)?;
         crate::support::check_unlimited(auth)?;
-        let schema = self.load_schema(auth.org()).await?;
+        let schema = self.schema_of(auth).await?;
         if schema.fields.is_empty() {
             return Err(import_error("the organisation has no profile schema yet".into()));
         }

@@ -272,6 +272,19 @@ impl Keys {
         self.unwrap_record(record).await
     }
 
+    /// The active version of an organisation's key, when authorising the
+    /// request already read which version that is (`active`): from the
+    /// cache without another read if it is there, otherwise as
+    /// [`Self::current_org_key`].
+    pub(crate) async fn active_org_key(&self, org: OrgId, active: Option<u32>) -> Result<(u32, Arc<Key256>), KeyError> {
+        if let Some(version) = active
+            && let Some(key) = self.cached(org, version)
+        {
+            return Ok((version, key));
+        }
+        self.current_org_key(org).await
+    }
+
     /// The active version of an organisation's key.
     pub async fn current_org_key(&self, org: OrgId) -> Result<(u32, Arc<Key256>), KeyError> {
         let records = self.store.org_keys(org).await?;

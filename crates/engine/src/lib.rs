@@ -123,6 +123,7 @@ pub struct Engine {
     max_support: std::time::Duration,
     audit_writer: Arc<audit::Writer>,
     slugs: Arc<SlugCache>,
+    schemas: Arc<SchemaCache>,
 }
 
 /// Organisation ids by slug (see [`Engine::org_id_by_slug`]), bounded.
@@ -153,6 +154,41 @@ impl SlugCache {
     }
 }
 
+/// Parsed profile schemas by organisation and version, bounded. A stored
+/// version never changes (a change is a new version), so an entry is only
+/// used for the version that authorising the request read as current;
+/// entries also expire, so that a store restored under a running instance
+/// is believed again within a minute.
+#[derive(Debug, Default)]
+struct SchemaCache {
+    entries: std::sync::Mutex<std::collections::HashMap<(domain::OrgId, u32), CachedSchema>>,
+}
+
+/// A parsed schema and when it was read.
+type CachedSchema = (Arc<domain::Schema>, std::time::Instant);
+
+impl SchemaCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX: usize = 1_000;
+
+    fn get(&self, org: domain::OrgId, version: u32) -> Option<Arc<domain::Schema>> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(&(org, version)).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(s, _)| Arc::clone(s))
+    }
+
+    fn put(&self, org: domain::OrgId, schema: &Arc<domain::Schema>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::MAX {
+                entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+                if entries.len() >= Self::MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert((org, schema.version), (Arc::clone(schema), std::time::Instant::now()));
+        }
+    }
+}
+
 impl Engine {
     pub fn new(store: Store, kms: Arc<Kms>, cache: CacheSettings) -> Self {
         Self::with_observer(store, kms, cache, Arc::new(MetricsObserver))
@@ -174,6 +210,7 @@ impl Engine {
             max_support: support::DEFAULT_MAX_SUPPORT,
             audit_writer: Arc::new(audit::Writer::default()),
             slugs: Arc::new(SlugCache::default()),
+            schemas: Arc::new(SchemaCache::default()),
         }
     }
 

@@ -9,6 +9,7 @@
 //! profile values.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -169,19 +170,40 @@ fn crypto_integrity(what: &'static str) -> impl Fn(crypto::CryptoError) -> Engin
 impl Engine {
     /// The organisation's current schema (version 0 with no fields before
     /// the first one is set).
-    pub async fn schema(&self, auth: &Authorized) -> Result<Schema, EngineError> {
+    pub async fn schema(&self, auth: &Authorized) -> Result<Arc<Schema>, EngineError> {
         self.require(auth, Action::ViewOrg)?;
-        self.load_schema(auth.org()).await
+        self.schema_of(auth).await
     }
 
-    pub(crate) async fn load_schema(&self, org: OrgId) -> Result<Schema, EngineError> {
+    /// The organisation's current schema as authorising `auth` saw it: the
+    /// version it read, parsed once and kept (a version never changes).
+    pub(crate) async fn schema_of(&self, auth: &Authorized) -> Result<Arc<Schema>, EngineError> {
+        match auth.seen().map(|a| a.schema_version) {
+            Some(None) => Ok(Arc::new(Schema::empty())),
+            Some(Some(version)) => match self.schemas.get(auth.org(), version) {
+                Some(schema) => Ok(schema),
+                None => self.load_schema(auth.org()).await,
+            },
+            None => self.load_schema(auth.org()).await,
+        }
+    }
+
+    /// The organisation's current schema, read from the store.
+    pub(crate) async fn load_schema(&self, org: OrgId) -> Result<Arc<Schema>, EngineError> {
         let Some(record) = self.store.current_schema(org).await? else {
-            return Ok(Schema::empty());
+            return Ok(Arc::new(Schema::empty()));
         };
+        if let Some(schema) = self.schemas.get(org, record.version) {
+            return Ok(schema);
+        }
         let fields: Vec<FieldDef> = serde_json::from_str(&record.fields)
             .map_err(|e| store::StoreError::Corrupt { what: "schema", why: e.to_string() })?;
-        Schema::new(record.version, fields)
-            .map_err(|_| store::StoreError::Corrupt { what: "schema", why: "stored schema is invalid".into() }.into())
+        let schema = Arc::new(
+            Schema::new(record.version, fields)
+                .map_err(|_| store::StoreError::Corrupt { what: "schema", why: "stored schema is invalid".into() })?,
+        );
+        self.schemas.put(org, &schema);
+        Ok(schema)
     }
 
     /// Sets the next version of the schema. `expected_version`, when given,
@@ -223,11 +245,11 @@ impl Engine {
     /// The caller's organisation and its schema, for creating records:
     /// refused without `WriteProfiles`, under a support session limited to
     /// some records, or before the organisation has a schema.
-    async fn schema_to_write(&self, auth: &Authorized) -> Result<(OrgId, Schema), EngineError> {
+    async fn schema_to_write(&self, auth: &Authorized) -> Result<(OrgId, Arc<Schema>), EngineError> {
         self.require(auth, Action::WriteProfiles)?;
         crate::support::check_unlimited(auth)?;
         let org = auth.org();
-        let schema = self.load_schema(org).await?;
+        let schema = self.schema_of(auth).await?;
         if schema.fields.is_empty() {
             return Err(invalid("", "schema", "the organisation has no profile schema yet: PUT /v1/orgs/{org}/schema"));
         }
@@ -248,7 +270,7 @@ impl Engine {
             crate::support::refuse_owner_change(auth)?;
             self.check_owner(owner).await?;
         }
-        let (version, org_key) = self.keys.current_org_key(org).await?;
+        let (version, org_key) = self.keys.active_org_key(org, auth.seen().and_then(|a| a.active_key)).await?;
         let sealer = Sealer::new(&schema, org, version, &org_key, actor_of(auth.principal()))?;
         let (row, terms) = sealer.seal(&fields, owner)?;
         let names = fields.keys().map(FieldName::to_string).collect();
@@ -268,7 +290,7 @@ impl Engine {
         inputs: &[Map<String, Value>],
     ) -> Result<usize, EngineError> {
         let (org, schema) = self.schema_to_write(auth).await?;
-        let (version, org_key) = self.keys.current_org_key(org).await?;
+        let (version, org_key) = self.keys.active_org_key(org, auth.seen().and_then(|a| a.active_key)).await?;
         let sealer = Sealer::new(&schema, org, version, &org_key, actor_of(auth.principal()))?;
         let mut rows = Vec::with_capacity(inputs.len());
         let mut drafts = Vec::with_capacity(inputs.len());
@@ -300,15 +322,16 @@ impl Engine {
         org: OrgId,
         id: ProfileId,
     ) -> Result<ProfileView, EngineError> {
-        let (row, visibility, actor) = match self.reach_profile(principal, org, id, &[Action::ReadProfiles]).await? {
-            Reach::Granted(auth) => (
-                self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?,
-                Visibility::of(&auth),
-                auth.principal().clone(),
-            ),
-            Reach::Owner(row) => (row, Visibility::All, principal.clone()),
-        };
-        let schema = self.load_schema(org).await?;
+        let (row, visibility, actor, schema) =
+            match self.reach_profile(principal, org, id, &[Action::ReadProfiles]).await? {
+                Reach::Granted(auth) => (
+                    self.store.get_profile(org, id).await?.ok_or(ProfileError::NotFound)?,
+                    Visibility::of(&auth),
+                    auth.principal().clone(),
+                    self.schema_of(&auth).await?,
+                ),
+                Reach::Owner(row) => (row, Visibility::All, principal.clone(), self.load_schema(org).await?),
+            };
         self.open_record(&actor, &schema, &row, visibility).await
     }
 
@@ -367,7 +390,7 @@ impl Engine {
         self.require(auth, Action::WriteProfiles)?;
         crate::support::check_scope(auth, id)?;
         let org = auth.org();
-        let schema = self.load_schema(org).await?;
+        let schema = self.schema_of(auth).await?;
         let patch = schema.validate_patch(patch).map_err(ProfileError::Invalid)?;
         if owner.is_some() {
             crate::support::refuse_owner_change(auth)?;
@@ -448,7 +471,7 @@ impl Engine {
         self.require(auth, Action::ReadProfiles)?;
         crate::support::check_unlimited(auth)?;
         let org = auth.org();
-        let schema = self.load_schema(org).await?;
+        let schema = self.schema_of(auth).await?;
         let limit = query.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(invalid("/limit", "range", format!("limit must be 1 to {MAX_PAGE}")));
@@ -515,7 +538,7 @@ impl Engine {
         crate::support::check_unlimited(auth)?;
         self.require(auth, Action::ViewOrg)?;
         let org = auth.org();
-        let schema = self.load_schema(org).await?;
+        let schema = self.schema_of(auth).await?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let held = self.store.profile_field_names(org).await?;
         let total = held.len() as u64;

@@ -2,7 +2,7 @@
 //! profiles it expires (with their attachments and lookup terms), one
 //! audited deletion at a time, or lists them without deleting (dry run).
 
-use domain::{Action, FieldDef, FieldValue, OrgId, ProfileId, RetentionPolicy};
+use domain::{Action, FieldDef, FieldValue, OrgId, ProfileId, RetentionPolicy, Schema};
 use time::OffsetDateTime;
 
 use crate::audit::{Pending, by, draft, org_chain, profile_target};
@@ -127,7 +127,7 @@ impl Engine {
         let schema = self.load_schema(org).await?;
         // A date rule whose field left the schema keeps everything.
         let date_field: Option<FieldDef> =
-            policy.after_date.as_ref().and_then(|r| schema.field_named(&r.field)).cloned();
+            policy.after_date.as_ref().and_then(|r| Schema::field_named(&schema, &r.field)).cloned();
         let mut report = SweepReport { dry_run, ..SweepReport::default() };
         let mut decrypted = 0u64;
         let target = format!("org:{org}");

@@ -278,8 +278,8 @@ impl Engine {
         if !principal.mfa_passed {
             return Err(Denied::MfaRequired);
         }
-        let (status, _) = self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
-        if status == domain::OrgStatus::Suspended {
+        let access = self.store.org_access(org).await.map_err(|_| Denied::Store)?.ok_or(Denied::NotFound)?;
+        if access.status == domain::OrgStatus::Suspended {
             return Err(Denied::Suspended);
         }
         let grant = Grant::Support { session: session.id, write: session.write, profiles: session.profiles };
@@ -288,7 +288,7 @@ impl Engine {
         }
         let mut principal = principal.clone();
         principal.support_session = Some(session.id);
-        Ok(Authorized::new(principal, org, grant, action))
+        Ok(Authorized::new(principal, org, grant, action, Some(access)))
     }
 
     /// Sends each ended session's summary (what was done under it, by

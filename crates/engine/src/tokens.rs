@@ -374,8 +374,8 @@ impl Engine {
         let org: OrgId = text("org")?.parse().map_err(|_| AuthError::Unauthenticated)?;
         let sub: ServiceAccountId = text("sub")?.parse().map_err(|_| AuthError::Unauthenticated)?;
         let scopes = Scope::parse_list(&text("scope")?).ok_or(AuthError::Unauthenticated)?;
-        // One round trip: the account, its organisation's token setting and
-        // the token's revocation.
+        // One round trip: the account, its organisation's token setting, the
+        // token's revocation, and what authorising the call will need.
         let facts = self.store.bearer_facts(&client_id, &jti).await?.ok_or(AuthError::Unauthenticated)?;
         let sa = facts.account;
         if facts.jti_revoked
@@ -394,7 +394,7 @@ impl Engine {
             is_operator: false,
             session: SessionId::from_uuid(uuid::Uuid::nil()),
             mfa_passed: true,
-            service_account: Some(ServiceAccountGrant { id: sa.id, org, scopes, jti }),
+            service_account: Some(ServiceAccountGrant { id: sa.id, org, scopes, jti, org_access: facts.org }),
             support_session: None,
             acting_operator: None,
         })

@@ -21,6 +21,44 @@ pub struct AuditRow {
     pub hash: Vec<u8>,
 }
 
+/// One stored audit entry, borrowed from the row it was read from (see
+/// [`crate::Store::scan_audit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditRowRef<'a> {
+    pub chain: &'a str,
+    pub seq: i64,
+    pub at_micros: i64,
+    pub actor: &'a str,
+    pub on_behalf_of: Option<&'a str>,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    /// Field names, space-separated.
+    pub fields: &'a str,
+    pub request_id: Option<&'a str>,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl AuditRowRef<'_> {
+    pub fn to_row(&self) -> AuditRow {
+        AuditRow {
+            chain: self.chain.to_owned(),
+            seq: self.seq,
+            at_micros: self.at_micros,
+            actor: self.actor.to_owned(),
+            on_behalf_of: self.on_behalf_of.map(str::to_owned),
+            action: self.action.to_owned(),
+            target: self.target.to_owned(),
+            outcome: self.outcome.to_owned(),
+            fields: self.fields.to_owned(),
+            request_id: self.request_id.map(str::to_owned),
+            prev_hash: self.prev_hash.to_vec(),
+            hash: self.hash.to_vec(),
+        }
+    }
+}
+
 /// A stored checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointRow {

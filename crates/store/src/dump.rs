@@ -779,7 +779,7 @@ impl Store {
     pub async fn begin_restore(&self, replace: bool) -> Result<Restore> {
         let mut tx = match &self.backend {
             // Take the write lock now, so the emptiness check holds.
-            crate::Backend::Sqlite(s) => Tx::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?),
+            crate::Backend::Sqlite(s) => Tx::Sqlite(s.begin_write().await?),
             crate::Backend::Postgres(s) => {
                 let mut tx = s.pool.begin().await?;
                 // One restore at a time, and no writer meanwhile on these tables.

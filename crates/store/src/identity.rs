@@ -146,7 +146,58 @@ pub struct BearerFacts {
     pub account: ServiceAccountRecord,
     pub org_encrypts_tokens: bool,
     pub jti_revoked: bool,
+    /// The account's organisation, read in the same statement.
+    pub org: OrgAccess,
 }
+
+/// What every authorisation needs to know about an organisation, read in
+/// one statement: see [`crate::Store::org_access`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrgAccess {
+    pub status: domain::OrgStatus,
+    pub requires_mfa: bool,
+    /// The current profile schema's version; `None` before the first.
+    pub schema_version: Option<u32>,
+    /// The newest active key version; `None` if no key is active.
+    pub active_key: Option<u32>,
+}
+
+impl OrgAccess {
+    /// From a row's `status`, `require_mfa`, `schema_version` and
+    /// `active_key` columns, as `org_access_columns!` names them.
+    pub(crate) fn from_parts(
+        status: &str,
+        requires_mfa: bool,
+        schema_version: Option<i64>,
+        active_key: Option<i64>,
+    ) -> Result<Self> {
+        let version = |v: Option<i64>| {
+            v.map(|v| {
+                u32::try_from(v)
+                    .map_err(|_| StoreError::Corrupt { what: "organisation", why: "version out of range".into() })
+            })
+            .transpose()
+        };
+        Ok(Self {
+            status: domain::OrgStatus::parse(status).map_err(corrupt("organisation"))?,
+            requires_mfa,
+            schema_version: version(schema_version)?,
+            active_key: version(active_key)?,
+        })
+    }
+}
+
+/// The columns [`OrgAccess`] is read from, for an `organisations` row
+/// named `o` (the same text on both backends: `max` of an integer column
+/// is a BIGINT on PostgreSQL once cast).
+macro_rules! org_access_columns {
+    () => {
+        "o.status, o.require_mfa,
+         (SELECT CAST(max(s.version) AS BIGINT) FROM profile_schemas s WHERE s.org_id = o.id) AS schema_version,
+         (SELECT CAST(max(k.version) AS BIGINT) FROM org_keys k WHERE k.org_id = o.id AND k.state = 'active') AS active_key"
+    };
+}
+pub(crate) use org_access_columns;
 
 /// A service account as stored: its secret only as SHA-256.
 #[derive(Clone, PartialEq, Eq)]

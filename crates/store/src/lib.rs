@@ -55,11 +55,11 @@ use std::path::PathBuf;
 use domain::{Email, KeyState, OrgId, OrgSlug, Organisation, ProfileId, Role, ServiceAccountId, SessionId, UserId};
 use time::OffsetDateTime;
 
-pub use audit::{AuditAppend, AuditQuery, AuditRow, CheckpointRow, SinkCursor};
+pub use audit::{AuditAppend, AuditQuery, AuditRow, AuditRowRef, CheckpointRow, SinkCursor};
 pub use blobs::{BlobConfig, BlobError, BlobKey, BlobStore};
 pub use dump::{BackupRunRow, DrillRow, EscrowRow, Restore, Snapshot};
 pub use identity::{
-    BearerFacts, InvitationRecord, MemberRecord, MembershipChange, MembershipOutcome, ServiceAccountRecord,
+    BearerFacts, InvitationRecord, MemberRecord, MembershipChange, MembershipOutcome, OrgAccess, ServiceAccountRecord,
     SessionRecord, SetupPurpose, SigningKeyRecord, TotpRecord, UserRecord, UserStatus,
 };
 pub use migrate::{Applied, Migration, MigrationError, plan};
@@ -408,9 +408,9 @@ impl Store {
     }
 
     /// What every authorisation needs to know about an organisation, in one
-    /// read: its status and whether it requires 2FA of every member. `None`
-    /// if it does not exist.
-    pub async fn org_access(&self, org: OrgId) -> Result<Option<(domain::OrgStatus, bool)>> {
+    /// read: its status, whether it requires 2FA of every member, and its
+    /// current schema and active key versions. `None` if it does not exist.
+    pub async fn org_access(&self, org: OrgId) -> Result<Option<OrgAccess>> {
         dispatch!(self.org_access(org))
     }
 
@@ -433,7 +433,8 @@ impl Store {
 
     /// What checking a bearer token needs from the store, in one round
     /// trip: the service account with this client id, whether its
-    /// organisation wants encrypted tokens, and whether `jti` is revoked.
+    /// organisation wants encrypted tokens, whether `jti` is revoked, and
+    /// what authorising a call of that organisation needs ([`OrgAccess`]).
     pub async fn bearer_facts(&self, client_id: &str, jti: &str) -> Result<Option<BearerFacts>> {
         dispatch!(self.bearer_facts(client_id, jti))
     }
@@ -619,7 +620,7 @@ impl Store {
         &self,
         chain: &str,
         after: i64,
-        f: &mut (dyn FnMut(AuditRow) -> bool + Send),
+        f: &mut (dyn FnMut(AuditRowRef<'_>) -> bool + Send),
     ) -> Result<()> {
         dispatch!(self.scan_audit(chain, after, f))
     }

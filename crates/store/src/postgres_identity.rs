@@ -494,16 +494,13 @@ impl PgStore {
         Ok(())
     }
 
-    pub(crate) async fn org_access(&self, org: OrgId) -> Result<Option<(domain::OrgStatus, bool)>> {
-        let row = sqlx::query("SELECT status, require_mfa FROM organisations WHERE id = $1")
+    pub(crate) async fn org_access(&self, org: OrgId) -> Result<Option<crate::OrgAccess>> {
+        sqlx::query(concat!("SELECT ", crate::identity::org_access_columns!(), " FROM organisations o WHERE o.id = $1"))
             .bind(org.as_uuid())
             .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            let status: String = r.try_get("status")?;
-            Ok((domain::OrgStatus::parse(&status).map_err(corrupt("organisation"))?, r.try_get("require_mfa")?))
-        })
-        .transpose()
+            .await?
+            .map(|r| org_access_from_row(&r))
+            .transpose()
     }
 
     pub(crate) async fn org_requires_mfa(&self, org: OrgId) -> Result<bool> {
@@ -554,13 +551,14 @@ impl PgStore {
     }
 
     pub(crate) async fn bearer_facts(&self, client_id: &str, jti: &str) -> Result<Option<crate::BearerFacts>> {
-        let Some(r) = sqlx::query(
+        let Some(r) = sqlx::query(concat!(
             "SELECT sa.org_id, sa.id, sa.name, sa.client_id, sa.secret_hash, sa.scopes, sa.created_at, sa.revoked_at,
-                    o.encrypted_tokens AS org_encrypts_tokens,
-                    EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) AS jti_revoked
-             FROM service_accounts sa JOIN organisations o ON o.id = sa.org_id
-             WHERE sa.client_id = $1",
-        )
+                        o.encrypted_tokens AS org_encrypts_tokens,
+                        EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) AS jti_revoked, ",
+            crate::identity::org_access_columns!(),
+            " FROM service_accounts sa JOIN organisations o ON o.id = sa.org_id
+                 WHERE sa.client_id = $1"
+        ))
         .bind(client_id)
         .bind(jti)
         .fetch_optional(&self.pool)
@@ -572,6 +570,7 @@ impl PgStore {
             account: sa_from_row(&r)?,
             org_encrypts_tokens: r.try_get("org_encrypts_tokens")?,
             jti_revoked: r.try_get("jti_revoked")?,
+            org: org_access_from_row(&r)?,
         }))
     }
 
@@ -822,4 +821,14 @@ fn invitation_from_row(r: &PgRow) -> Result<InvitationRecord> {
         expires_at: r.try_get("expires_at")?,
         accepted_at: r.try_get("accepted_at")?,
     })
+}
+
+fn org_access_from_row(r: &PgRow) -> Result<crate::OrgAccess> {
+    let status: String = r.try_get("status")?;
+    crate::OrgAccess::from_parts(
+        &status,
+        r.try_get("require_mfa")?,
+        r.try_get("schema_version")?,
+        r.try_get("active_key")?,
+    )
 }

@@ -31,9 +31,17 @@ pub fn connect_options(path: &Path, key: &[u8; 32]) -> SqliteConnectOptions {
         .log_statements(log::LevelFilter::Off)
 }
 
+/// Reads go to `pool`; writes to `writer`, one connection. SQLite takes
+/// one writer at a time anyway: queued on the pool, writers of this
+/// process take turns in order, instead of failing with SQLITE_BUSY and
+/// sleeping in SQLite's busy handler (which waits up to 100 ms at a time);
+/// and the one writing connection keeps the pages it writes decrypted in
+/// its cache. Another process (the CLI beside a running server) still
+/// meets the busy handler.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    pub(crate) writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -42,20 +50,24 @@ impl SqliteStore {
     /// fails with SQLITE_BUSY against a concurrent writer, and waiting on
     /// it sleeps in SQLite's busy handler (milliseconds at a time).
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     pub(crate) async fn open(path: &Path, key: &[u8; 32]) -> Result<Self> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(connect_options(path, key))
-            .await
-            .map_err(|source| StoreError::Connect { backend: "SQLite", source })?;
+        let connect = |max| async move {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .connect_with(connect_options(path, key))
+                .await
+                .map_err(|source| StoreError::Connect { backend: "SQLite", source })
+        };
+        let writer = connect(1).await?;
         // A wrong key surfaces on the first read as "file is not a database".
-        sqlx::query("SELECT count(*) FROM sqlite_master").execute(&pool).await.map_err(|source| {
+        sqlx::query("SELECT count(*) FROM sqlite_master").execute(&writer).await.map_err(|source| {
             StoreError::Connect { backend: "SQLite (wrong database key, or not a Strongroom database)", source }
         })?;
-        let store = Self { pool };
+        let pool = connect(8).await?;
+        let store = Self { pool, writer };
         store.migrate().await?;
         Ok(store)
     }
@@ -69,7 +81,7 @@ impl SqliteStore {
                 applied_at TEXT NOT NULL
             ) STRICT",
         )
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         let applied = self.applied_migrations().await?;
         for m in migrate::plan(migrate::SQLITE, &applied)? {
@@ -189,7 +201,7 @@ impl SqliteStore {
         .bind(crate::now())
         .bind(org.as_uuid())
         .bind(i64::from(version))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -249,6 +261,7 @@ impl SqliteStore {
 
     pub(crate) async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

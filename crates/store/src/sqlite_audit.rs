@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::Result;
-use crate::audit::{AuditAppend, AuditQuery, AuditRow, CheckpointRow, SinkCursor, head_hash};
+use crate::audit::{AuditAppend, AuditQuery, AuditRow, AuditRowRef, CheckpointRow, SinkCursor, head_hash};
 use crate::sqlite::SqliteStore;
 
 macro_rules! entry_columns {
@@ -14,21 +14,31 @@ macro_rules! entry_columns {
     };
 }
 
-fn entry_from_row(r: &SqliteRow) -> Result<AuditRow> {
-    Ok(AuditRow {
-        chain: r.try_get("chain")?,
-        seq: r.try_get("seq")?,
-        at_micros: r.try_get("at_micros")?,
-        actor: r.try_get("actor")?,
-        on_behalf_of: r.try_get("on_behalf_of")?,
-        action: r.try_get("action")?,
-        target: r.try_get("target")?,
-        outcome: r.try_get("outcome")?,
-        fields: r.try_get("fields")?,
-        request_id: r.try_get("request_id")?,
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
+/// Reads the columns of `entry_columns!` by position (in its order), each
+/// decoded as the migration's column type without asking the driver to
+/// compare types first, borrowed from the row: a chain is verified by
+/// reading every one of its rows, and looking columns up by name, checking
+/// their types and copying them cost more than the hashing. (A value that
+/// does not decode is still an error, never a panic.)
+fn entry_ref_from_row(r: &SqliteRow) -> Result<AuditRowRef<'_>> {
+    Ok(AuditRowRef {
+        chain: r.try_get_unchecked(0)?,
+        seq: r.try_get_unchecked(1)?,
+        at_micros: r.try_get_unchecked(2)?,
+        actor: r.try_get_unchecked(3)?,
+        on_behalf_of: r.try_get_unchecked(4)?,
+        action: r.try_get_unchecked(5)?,
+        target: r.try_get_unchecked(6)?,
+        outcome: r.try_get_unchecked(7)?,
+        fields: r.try_get_unchecked(8)?,
+        request_id: r.try_get_unchecked(9)?,
+        prev_hash: r.try_get_unchecked(10)?,
+        hash: r.try_get_unchecked(11)?,
     })
+}
+
+fn entry_from_row(r: &SqliteRow) -> Result<AuditRow> {
+    Ok(entry_ref_from_row(r)?.to_row())
 }
 
 fn checkpoint_from_row(r: &SqliteRow) -> Result<CheckpointRow> {
@@ -155,7 +165,7 @@ impl SqliteStore {
         &self,
         chain: &str,
         after: i64,
-        f: &mut (dyn FnMut(AuditRow) -> bool + Send),
+        f: &mut (dyn FnMut(AuditRowRef<'_>) -> bool + Send),
     ) -> Result<()> {
         use futures_util::TryStreamExt;
         let mut rows = sqlx::query(concat!(
@@ -167,7 +177,7 @@ impl SqliteStore {
         .bind(after)
         .fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
-            if !f(entry_from_row(&row)?) {
+            if !f(entry_ref_from_row(&row)?) {
                 break;
             }
         }
@@ -216,7 +226,7 @@ impl SqliteStore {
         .bind(&c.head)
         .bind(c.at_micros)
         .bind(&c.jws)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -272,7 +282,7 @@ impl SqliteStore {
         .bind(&c.chain)
         .bind(c.entry_seq)
         .bind(c.checkpoint_size)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -293,7 +303,7 @@ impl SqliteStore {
         .bind(holder)
         .bind(now_micros)
         .bind(until_micros)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -302,7 +312,7 @@ impl SqliteStore {
         sqlx::query("DELETE FROM audit_sink_leases WHERE sink = ?1 AND holder = ?2")
             .bind(sink)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -28,7 +28,7 @@ impl SqliteStore {
         .bind(u.status.as_str())
         .bind(u.created_at)
         .bind(u.updated_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| conflict_or(e, "a user with this e-mail address"))?;
         Ok(())
@@ -68,7 +68,7 @@ impl SqliteStore {
             .bind(hash)
             .bind(crate::now())
             .bind(id.as_uuid())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -84,7 +84,7 @@ impl SqliteStore {
         .bind(role.as_str())
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -93,7 +93,7 @@ impl SqliteStore {
         let done = sqlx::query("DELETE FROM memberships WHERE org_id = ? AND user_id = ?")
             .bind(org.as_uuid())
             .bind(user.as_uuid())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -239,7 +239,7 @@ impl SqliteStore {
         .bind(s.revoked_at)
         .bind(s.acting_operator.map(|u| u.as_uuid()))
         .bind(s.account_grant)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -259,7 +259,7 @@ impl SqliteStore {
         sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ?")
             .bind(at)
             .bind(id.as_uuid())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -270,7 +270,7 @@ impl SqliteStore {
                 .bind(crate::now())
                 .bind(id.as_uuid())
                 .bind(user.as_uuid())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -279,7 +279,7 @@ impl SqliteStore {
         let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
             .bind(crate::now())
             .bind(user.as_uuid())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -314,7 +314,7 @@ impl SqliteStore {
         .bind(purpose.as_str())
         .bind(crate::now())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -351,7 +351,7 @@ impl SqliteStore {
         .bind(&token_hash[..])
         .bind(purpose.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(user.map(UserId::from_uuid))
     }
@@ -385,7 +385,7 @@ impl SqliteStore {
         .bind(wrapped)
         .bind(kms_key_id)
         .bind(crate::now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| conflict_or(e, "this platform key version"))?;
         Ok(())
@@ -403,7 +403,7 @@ impl SqliteStore {
             .bind(kms_key_id)
             .bind(purpose)
             .bind(i64::from(version))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -418,7 +418,7 @@ impl SqliteStore {
         .bind(seed)
         .bind(i64::from(key_version))
         .bind(crate::now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -451,7 +451,7 @@ impl SqliteStore {
         .bind(crate::now())
         .bind(user.as_uuid())
         .bind(step)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -477,26 +477,23 @@ impl SqliteStore {
         .bind(crate::now())
         .bind(user.as_uuid())
         .bind(&hash[..])
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub(crate) async fn set_session_mfa(&self, id: SessionId) -> Result<()> {
-        sqlx::query("UPDATE sessions SET mfa_passed = 1 WHERE id = ?").bind(id.as_uuid()).execute(&self.pool).await?;
+        sqlx::query("UPDATE sessions SET mfa_passed = 1 WHERE id = ?").bind(id.as_uuid()).execute(&self.writer).await?;
         Ok(())
     }
 
-    pub(crate) async fn org_access(&self, org: OrgId) -> Result<Option<(domain::OrgStatus, bool)>> {
-        let row = sqlx::query("SELECT status, require_mfa FROM organisations WHERE id = ?")
+    pub(crate) async fn org_access(&self, org: OrgId) -> Result<Option<crate::OrgAccess>> {
+        sqlx::query(concat!("SELECT ", crate::identity::org_access_columns!(), " FROM organisations o WHERE o.id = ?"))
             .bind(org.as_uuid())
             .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            let status: String = r.try_get("status")?;
-            Ok((domain::OrgStatus::parse(&status).map_err(corrupt("organisation"))?, r.try_get("require_mfa")?))
-        })
-        .transpose()
+            .await?
+            .map(|r| org_access_from_row(&r))
+            .transpose()
     }
 
     pub(crate) async fn org_requires_mfa(&self, org: OrgId) -> Result<bool> {
@@ -512,7 +509,7 @@ impl SqliteStore {
             .bind(required)
             .bind(crate::now())
             .bind(org.as_uuid())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -529,7 +526,7 @@ impl SqliteStore {
         .bind(&sa.secret_hash[..])
         .bind(domain::scope_list(&sa.scopes))
         .bind(sa.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(|e| conflict_or(e, "a service account with this client id"))?;
         Ok(())
@@ -547,13 +544,14 @@ impl SqliteStore {
     }
 
     pub(crate) async fn bearer_facts(&self, client_id: &str, jti: &str) -> Result<Option<crate::BearerFacts>> {
-        let Some(r) = sqlx::query(
+        let Some(r) = sqlx::query(concat!(
             "SELECT sa.org_id, sa.id, sa.name, sa.client_id, sa.secret_hash, sa.scopes, sa.created_at, sa.revoked_at,
-                    o.encrypted_tokens AS org_encrypts_tokens,
-                    EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2) AS jti_revoked
-             FROM service_accounts sa JOIN organisations o ON o.id = sa.org_id
-             WHERE sa.client_id = ?1",
-        )
+                        o.encrypted_tokens AS org_encrypts_tokens,
+                        EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2) AS jti_revoked, ",
+            crate::identity::org_access_columns!(),
+            " FROM service_accounts sa JOIN organisations o ON o.id = sa.org_id
+                 WHERE sa.client_id = ?1"
+        ))
         .bind(client_id)
         .bind(jti)
         .fetch_optional(&self.pool)
@@ -565,6 +563,7 @@ impl SqliteStore {
             account: sa_from_row(&r)?,
             org_encrypts_tokens: r.try_get("org_encrypts_tokens")?,
             jti_revoked: r.try_get("jti_revoked")?,
+            org: org_access_from_row(&r)?,
         }))
     }
 
@@ -588,7 +587,7 @@ impl SqliteStore {
         .bind(crate::now())
         .bind(org.as_uuid())
         .bind(id.as_uuid())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -615,7 +614,7 @@ impl SqliteStore {
             .bind(&key.seed_wrapped)
             .bind(&key.kms_key_id)
             .bind(key.created_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| conflict_or(e, "this signing key"))?;
         Ok(())
@@ -626,7 +625,7 @@ impl SqliteStore {
             .bind(seed_wrapped)
             .bind(kms_key_id)
             .bind(kid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -635,7 +634,7 @@ impl SqliteStore {
         sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL")
             .bind(crate::now())
             .bind(kid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -644,7 +643,7 @@ impl SqliteStore {
         sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING")
             .bind(jti)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -662,7 +661,7 @@ impl SqliteStore {
             .bind(on)
             .bind(crate::now())
             .bind(org.as_uuid())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -679,7 +678,7 @@ impl SqliteStore {
         .bind(&token_hash[..])
         .bind(inv.created_at)
         .bind(inv.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -719,7 +718,7 @@ impl SqliteStore {
         .bind(now)
         .bind(&token_hash[..])
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -727,7 +726,7 @@ impl SqliteStore {
     pub(crate) async fn reopen_invitation(&self, token_hash: &[u8; 32]) -> Result<()> {
         sqlx::query("UPDATE invitations SET accepted_at = NULL WHERE token_hash = ?")
             .bind(&token_hash[..])
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -746,7 +745,7 @@ impl SqliteStore {
         .bind(status.map(|s| s.as_str()))
         .bind(crate::now())
         .bind(id.as_uuid())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.get_org(id).await
     }
@@ -815,4 +814,14 @@ fn invitation_from_row(r: &SqliteRow) -> Result<InvitationRecord> {
         expires_at: r.try_get("expires_at")?,
         accepted_at: r.try_get("accepted_at")?,
     })
+}
+
+fn org_access_from_row(r: &SqliteRow) -> Result<crate::OrgAccess> {
+    let status: String = r.try_get("status")?;
+    crate::OrgAccess::from_parts(
+        &status,
+        r.try_get("require_mfa")?,
+        r.try_get("schema_version")?,
+        r.try_get("active_key")?,
+    )
 }

@@ -210,7 +210,7 @@ impl SqliteStore {
         )
         .bind(org.as_uuid())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -310,7 +310,7 @@ impl SqliteStore {
     pub(crate) async fn mark_account_grant_notice_sent(&self, id: uuid::Uuid) -> Result<bool> {
         let done = sqlx::query("UPDATE account_grants SET end_notice_sent = 1 WHERE id = ?1 AND end_notice_sent = 0")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
     }

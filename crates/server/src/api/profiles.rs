@@ -347,7 +347,7 @@ pub async fn get_schema(
 ) -> Result<Response, ApiError> {
     let auth = authorize(&state, &p, &org, Action::ViewOrg).await?;
     let schema = state.engine.schema(&auth).await?;
-    let mut res = Json(SchemaView::from(&schema)).into_response();
+    let mut res = Json(SchemaView::from(schema.as_ref())).into_response();
     res.headers_mut().insert(header::ETAG, etag(i64::from(schema.version)));
     Ok(res)
 }
