@@ -8,5 +8,5 @@ pub mod schedule;
 
 pub use ops::{
     BackupError, Backups, Created, DrillReport, Listed, Progress, Quiet, Restored, Scratch, Target, check_restored,
-    restore,
+    restore, valid_schedule_name,
 };

@@ -73,8 +73,17 @@ pub enum BackupError {
     CopyMismatch(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("a schedule's name must be 1 to 64 printable characters, without spaces")]
+    ScheduleName,
     #[error("{0}")]
     Other(String),
+}
+
+/// Whether `name` may name a backup run's schedule. It is written into the
+/// run's audit entries as a field (`schedule:<name>`), and an audit entry's
+/// field names are stored separated by spaces.
+pub fn valid_schedule_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && !name.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 type Result<T, E = BackupError> = std::result::Result<T, E>;
@@ -323,6 +332,9 @@ impl Backups {
     /// its attachments, written once, copied to every target and each copy
     /// read back and compared. Records the run and audits it.
     pub async fn create(&self, schedule: &str, actor: &str, progress: &dyn Progress) -> Result<Created> {
+        if !valid_schedule_name(schedule) {
+            return Err(BackupError::ScheduleName);
+        }
         let id = Uuid::now_v7();
         let started = Instant::now();
         let started_at = engine::now_micros();

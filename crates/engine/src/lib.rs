@@ -156,35 +156,38 @@ impl SlugCache {
 
 /// Parsed profile schemas by organisation and version, bounded. A stored
 /// version never changes (a change is a new version), so an entry is only
-/// used for the version that authorising the request read as current;
-/// entries also expire, so that a store restored under a running instance
-/// is believed again within a minute.
+/// used for the version, and the time it was stored, that authorising the
+/// request read as current (a restore that took versions back cannot make
+/// a later, different version look cached); entries also expire.
 #[derive(Debug, Default)]
 struct SchemaCache {
     entries: std::sync::Mutex<std::collections::HashMap<(domain::OrgId, u32), CachedSchema>>,
 }
 
-/// A parsed schema and when it was read.
-type CachedSchema = (Arc<domain::Schema>, std::time::Instant);
+/// A parsed schema, when its version was stored, and when it was read.
+type CachedSchema = (Arc<domain::Schema>, time::OffsetDateTime, std::time::Instant);
 
 impl SchemaCache {
     const TTL: std::time::Duration = std::time::Duration::from_secs(60);
     const MAX: usize = 1_000;
 
-    fn get(&self, org: domain::OrgId, version: u32) -> Option<Arc<domain::Schema>> {
+    fn get(&self, org: domain::OrgId, version: u32, stored_at: time::OffsetDateTime) -> Option<Arc<domain::Schema>> {
         let entries = self.entries.lock().ok()?;
-        entries.get(&(org, version)).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(s, _)| Arc::clone(s))
+        entries
+            .get(&(org, version))
+            .filter(|(_, at, read)| *at == stored_at && read.elapsed() < Self::TTL)
+            .map(|(s, _, _)| Arc::clone(s))
     }
 
-    fn put(&self, org: domain::OrgId, schema: &Arc<domain::Schema>) {
+    fn put(&self, org: domain::OrgId, schema: &Arc<domain::Schema>, stored_at: time::OffsetDateTime) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= Self::MAX {
-                entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+                entries.retain(|_, (_, _, read)| read.elapsed() < Self::TTL);
                 if entries.len() >= Self::MAX {
                     entries.clear();
                 }
             }
-            entries.insert((org, schema.version), (Arc::clone(schema), std::time::Instant::now()));
+            entries.insert((org, schema.version), (Arc::clone(schema), stored_at, std::time::Instant::now()));
         }
     }
 }

@@ -1240,8 +1240,8 @@ fn resolve_backup(f: &FileBackup, data_dir: &Path, errors: &mut Vec<ConfigError>
             let mut out = Vec::new();
             for (i, s) in list.iter().enumerate() {
                 let at = |member: &str| format!("backup.schedules[{i}].{member}");
-                if s.name.is_empty() || s.name.len() > 64 || s.name.chars().any(|c| c.is_control()) {
-                    errors.push(ConfigError::new(at("name"), "must be 1 to 64 printable characters"));
+                if !backup::valid_schedule_name(&s.name) {
+                    errors.push(ConfigError::new(at("name"), "must be 1 to 64 printable characters, without spaces"));
                 }
                 if list[..i].iter().any(|o| o.name == s.name) {
                     errors.push(ConfigError::new(at("name"), format!("{:?} is used by another schedule", s.name)));
@@ -1531,6 +1531,8 @@ mod tests {
         check("database_url = 'mysql://x/y'", "database_url");
         check("database_url = 'postgres://u:p@db.example.com/s'", "database_url");
         check("[log]\nlevel = 'loud=!'", "log.level");
+        // The name goes into audit entries' field list, which spaces divide.
+        check("[[backup.schedules]]\nname = 'nightly full'\nevery = '1h'", "backup.schedules[0].name");
     }
 
     // claim 002.11

@@ -847,7 +847,7 @@ impl Store {
             "SELECT org_id, wrapped, kms_key_id, created_at FROM backup_escrow WHERE org_id = ?",
             "SELECT org_id, wrapped, kms_key_id, created_at FROM backup_escrow WHERE org_id = $1"
         );
-        both!(self, |pool| {
+        both_write!(self, |pool| {
             let mut q =
                 sqlx::query(insert).bind(row.org_id).bind(&row.wrapped).bind(&row.kms_key_id).bind(row.created_at);
             if matches!(self.backend, crate::Backend::Sqlite(_)) {
@@ -865,7 +865,7 @@ impl Store {
             "UPDATE backup_escrow SET wrapped = ?, kms_key_id = ? WHERE org_id = ?",
             "UPDATE backup_escrow SET wrapped = $1, kms_key_id = $2 WHERE org_id = $3"
         );
-        both!(self, |pool| sqlx::query(sql)
+        both_write!(self, |pool| sqlx::query(sql)
             .bind(wrapped)
             .bind(kms_key_id)
             .bind(org)
@@ -908,7 +908,7 @@ impl Store {
             "INSERT INTO backup_runs (id, schedule, started_at, finished_at, outcome, bytes, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7)"
         );
-        both!(self, |pool| sqlx::query(sql)
+        both_write!(self, |pool| sqlx::query(sql)
             .bind(run.id)
             .bind(&run.schedule)
             .bind(run.started_at)
@@ -936,7 +936,7 @@ impl Store {
             "UPDATE backup_runs SET finished_at = ?, outcome = ?, bytes = ?, detail = ? WHERE id = ?",
             "UPDATE backup_runs SET finished_at = $1, outcome = $2, bytes = $3, detail = $4 WHERE id = $5"
         );
-        both!(self, |pool| sqlx::query(sql)
+        both_write!(self, |pool| sqlx::query(sql)
             .bind(finished_at)
             .bind(outcome)
             .bind(bytes)
@@ -980,7 +980,7 @@ impl Store {
             "INSERT INTO backup_drills (id, backup_id, target, started_at, restore_millis, total_millis,
                  from_scratch, outcome, report) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         );
-        both!(self, |pool| sqlx::query(sql)
+        both_write!(self, |pool| sqlx::query(sql)
             .bind(d.id)
             .bind(d.backup_id)
             .bind(&d.target)

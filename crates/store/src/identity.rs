@@ -158,17 +158,22 @@ pub struct OrgAccess {
     pub requires_mfa: bool,
     /// The current profile schema's version; `None` before the first.
     pub schema_version: Option<u32>,
+    /// When that version was stored: with the version, it names the
+    /// schema even across a restore that took versions back.
+    pub schema_created_at: Option<OffsetDateTime>,
     /// The newest active key version; `None` if no key is active.
     pub active_key: Option<u32>,
 }
 
 impl OrgAccess {
-    /// From a row's `status`, `require_mfa`, `schema_version` and
-    /// `active_key` columns, as `org_access_columns!` names them.
+    /// From a row's `status`, `require_mfa`, `schema_version`,
+    /// `schema_created_at` and `active_key` columns, as
+    /// `org_access_columns!` names them.
     pub(crate) fn from_parts(
         status: &str,
         requires_mfa: bool,
         schema_version: Option<i64>,
+        schema_created_at: Option<OffsetDateTime>,
         active_key: Option<i64>,
     ) -> Result<Self> {
         let version = |v: Option<i64>| {
@@ -182,6 +187,7 @@ impl OrgAccess {
             status: domain::OrgStatus::parse(status).map_err(corrupt("organisation"))?,
             requires_mfa,
             schema_version: version(schema_version)?,
+            schema_created_at,
             active_key: version(active_key)?,
         })
     }
@@ -194,6 +200,8 @@ macro_rules! org_access_columns {
     () => {
         "o.status, o.require_mfa,
          (SELECT CAST(max(s.version) AS BIGINT) FROM profile_schemas s WHERE s.org_id = o.id) AS schema_version,
+         (SELECT s.created_at FROM profile_schemas s WHERE s.org_id = o.id
+          ORDER BY s.version DESC LIMIT 1) AS schema_created_at,
          (SELECT CAST(max(k.version) AS BIGINT) FROM org_keys k WHERE k.org_id = o.id AND k.state = 'active') AS active_key"
     };
 }

@@ -20,6 +20,23 @@ macro_rules! both {
     };
 }
 
+/// [`both!`] for a statement that writes: SQLite's writes take the
+/// store's one writing connection.
+macro_rules! both_write {
+    ($self:ident, |$pool:ident| $body:expr) => {
+        match &$self.backend {
+            crate::Backend::Sqlite(s) => {
+                let $pool = &s.writer;
+                $body
+            }
+            crate::Backend::Postgres(s) => {
+                let $pool = &s.pool;
+                $body
+            }
+        }
+    };
+}
+
 /// SQL in the two dialects: SQLite's `?` and PostgreSQL's `$n` placeholders.
 macro_rules! sql2 {
     ($self:ident, $sqlite:expr, $pg:expr) => {

@@ -829,6 +829,7 @@ fn org_access_from_row(r: &PgRow) -> Result<crate::OrgAccess> {
         &status,
         r.try_get("require_mfa")?,
         r.try_get("schema_version")?,
+        r.try_get("schema_created_at")?,
         r.try_get("active_key")?,
     )
 }

@@ -303,6 +303,10 @@ backend_tests! {
         let conf = Conf::new(&backup_section(None, "schedules = []\ndrill_every = \"off\""));
         let app = spawn_app_with(backend, |o| o.config_file = Some(conf.path.clone())).await.unwrap_or_else(|e| panic!("{e:#}"));
         org(&app, "acme-damage", 5).await;
+        // A schedule name with a space would split into two audit fields.
+        let (code, _, err) = cli(&app.db, &["backup", "create", "--dev", "--config", conf.arg(), "--schedule", "nightly full"], &[]);
+        assert!(code != 0 && err.contains("schedule's name"), "{code} {err}");
+        assert!(archive_files(&conf).is_empty(), "nothing is written");
         ok(cli(&app.db, &["backup", "create", "--dev", "--config", conf.arg()], &[]));
         let file = archive_files(&conf).pop().unwrap_or_else(|| panic!("no archive"));
         let good = std::fs::read(&file).unwrap_or_else(|e| panic!("{e}"));
