@@ -4,12 +4,17 @@
 //! Architecture invariant: only this crate knows SQL. Every call on
 //! tenant-owned data takes an `OrgId` and filters by it in the query itself.
 
-/// Runs one body on whichever backend's pool the store has.
+/// Runs one body on whichever backend's pool the store has. `both!(@on
+/// self, writer, |pool| ...)` picks SQLite's writing connection instead:
+/// see [`both_write!`].
 macro_rules! both {
     ($self:ident, |$pool:ident| $body:expr) => {
+        both!(@on $self, pool, |$pool| $body)
+    };
+    (@on $self:ident, $sqlite:ident, |$pool:ident| $body:expr) => {
         match &$self.backend {
             crate::Backend::Sqlite(s) => {
-                let $pool = &s.pool;
+                let $pool = &s.$sqlite;
                 $body
             }
             crate::Backend::Postgres(s) => {
@@ -24,16 +29,7 @@ macro_rules! both {
 /// store's one writing connection.
 macro_rules! both_write {
     ($self:ident, |$pool:ident| $body:expr) => {
-        match &$self.backend {
-            crate::Backend::Sqlite(s) => {
-                let $pool = &s.writer;
-                $body
-            }
-            crate::Backend::Postgres(s) => {
-                let $pool = &s.pool;
-                $body
-            }
-        }
+        both!(@on $self, writer, |$pool| $body)
     };
 }
 
