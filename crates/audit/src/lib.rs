@@ -84,51 +84,28 @@ impl Draft {
 
 /// The hash of an entry's content as if it sat at position `seq`.
 fn entry_hash(e: &Entry, seq: u64) -> [u8; 32] {
-    let content = Content {
-        chain: &e.chain,
-        at_micros: e.at_micros,
-        actor: &e.actor,
-        on_behalf_of: e.on_behalf_of.as_deref(),
-        action: &e.action,
-        target: &e.target,
-        outcome: &e.outcome,
-        request_id: e.request_id.as_deref(),
-        prev_hash: &e.prev_hash,
-    };
-    content.hash(seq, e.fields.iter().map(|f| f.as_bytes()))
+    // The names come from the list; the view's stored text is not read.
+    e.borrowed("").hash_at(seq, e.fields.iter().map(|f| f.as_bytes()))
 }
 
-/// What an entry's hash covers besides its position and field names,
-/// borrowed from wherever the entry is.
-struct Content<'a> {
-    chain: &'a str,
-    at_micros: i64,
-    actor: &'a str,
-    on_behalf_of: Option<&'a str>,
-    action: &'a str,
-    target: &'a str,
-    outcome: &'a str,
-    request_id: Option<&'a str>,
-    prev_hash: &'a [u8],
-}
-
-impl Content<'_> {
-    /// Entry hash, format 1 (see the crate's documentation).
-    fn hash<'f>(&self, seq: u64, fields: impl Iterator<Item = &'f [u8]> + Clone) -> [u8; 32] {
-        crypto::CanonicalSha256::new()
-            .part(b"strongroom/audit/v1")
-            .part(self.chain.as_bytes())
-            .part(&seq.to_be_bytes())
-            .part(&self.at_micros.to_be_bytes())
-            .part(self.actor.as_bytes())
-            .part(self.on_behalf_of.unwrap_or("").as_bytes())
-            .part(self.action.as_bytes())
-            .part(self.target.as_bytes())
-            .part(self.outcome.as_bytes())
-            .nested(fields)
-            .part(self.request_id.unwrap_or("").as_bytes())
-            .part(self.prev_hash)
-            .finish()
+impl Entry {
+    /// This entry as the store holds it, with `fields` as its stored
+    /// field names.
+    fn borrowed<'a>(&'a self, fields: &'a str) -> StoredEntry<'a> {
+        StoredEntry {
+            chain: &self.chain,
+            seq: self.seq,
+            at_micros: self.at_micros,
+            actor: &self.actor,
+            on_behalf_of: self.on_behalf_of.as_deref(),
+            action: &self.action,
+            target: &self.target,
+            outcome: &self.outcome,
+            fields,
+            request_id: self.request_id.as_deref(),
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
     }
 }
 
@@ -154,18 +131,27 @@ pub struct StoredEntry<'a> {
 impl StoredEntry<'_> {
     /// The hash its content should have at its own position.
     fn computed_hash(&self) -> [u8; 32] {
-        let content = Content {
-            chain: self.chain,
-            at_micros: self.at_micros,
-            actor: self.actor,
-            on_behalf_of: self.on_behalf_of,
-            action: self.action,
-            target: self.target,
-            outcome: self.outcome,
-            request_id: self.request_id,
-            prev_hash: self.prev_hash,
-        };
-        content.hash(self.seq, self.fields.split_whitespace().map(str::as_bytes))
+        self.hash_at(self.seq, self.fields.split_whitespace().map(str::as_bytes))
+    }
+
+    /// Entry hash, format 1 (see the crate's documentation), at position
+    /// `seq` with these field names; `self.seq`, `self.fields` and
+    /// `self.hash` are not read.
+    fn hash_at<'f>(&self, seq: u64, fields: impl Iterator<Item = &'f [u8]> + Clone) -> [u8; 32] {
+        crypto::CanonicalSha256::new()
+            .part(b"strongroom/audit/v1")
+            .part(self.chain.as_bytes())
+            .part(&seq.to_be_bytes())
+            .part(&self.at_micros.to_be_bytes())
+            .part(self.actor.as_bytes())
+            .part(self.on_behalf_of.unwrap_or("").as_bytes())
+            .part(self.action.as_bytes())
+            .part(self.target.as_bytes())
+            .part(self.outcome.as_bytes())
+            .nested(fields)
+            .part(self.request_id.unwrap_or("").as_bytes())
+            .part(self.prev_hash)
+            .finish()
     }
 }
 
@@ -422,29 +408,11 @@ mod tests {
         );
     }
 
-    /// An entry as the store holds it: field names joined by a space.
-    fn view<'a>(e: &'a Entry, fields: &'a str) -> StoredEntry<'a> {
-        StoredEntry {
-            chain: &e.chain,
-            seq: e.seq,
-            at_micros: e.at_micros,
-            actor: &e.actor,
-            on_behalf_of: e.on_behalf_of.as_deref(),
-            action: &e.action,
-            target: &e.target,
-            outcome: &e.outcome,
-            fields,
-            request_id: e.request_id.as_deref(),
-            prev_hash: &e.prev_hash,
-            hash: &e.hash,
-        }
-    }
-
     #[test]
     fn borrowed_stored_entries_verify_like_owned_ones() {
         let c = chain(6);
         let joined: Vec<String> = c.iter().map(|e| e.fields.join(" ")).collect();
-        let view = |i: usize| view(&c[i], &joined[i]);
+        let view = |i: usize| c[i].borrowed(&joined[i]);
         let mut v = ChainVerifier::new([6]);
         assert!((0..c.len()).all(|i| v.push_stored(&view(i))), "a sound chain");
         assert!(v.finish(&[], &[]).is_ok());
