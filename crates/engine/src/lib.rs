@@ -126,71 +126,55 @@ pub struct Engine {
     schemas: Arc<SchemaCache>,
 }
 
-/// Organisation ids by slug (see [`Engine::org_id_by_slug`]), bounded.
-#[derive(Debug, Default)]
-struct SlugCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (domain::OrgId, std::time::Instant)>>,
+/// A small map whose entries expire: read for `ttl` after they were put,
+/// and bounded (when full, expired entries go, and if none had expired,
+/// all of them).
+#[derive(Debug)]
+struct Expiring<K, V> {
+    entries: std::sync::Mutex<std::collections::HashMap<K, (V, std::time::Instant)>>,
+    ttl: std::time::Duration,
+    max: usize,
 }
 
-impl SlugCache {
-    const TTL: std::time::Duration = std::time::Duration::from_secs(60);
-    const MAX: usize = 10_000;
-
-    fn get(&self, slug: &str) -> Option<domain::OrgId> {
-        let entries = self.entries.lock().ok()?;
-        entries.get(slug).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(id, _)| *id)
+impl<K: Eq + std::hash::Hash, V: Clone> Expiring<K, V> {
+    fn new(ttl: std::time::Duration, max: usize) -> Self {
+        Self { entries: std::sync::Mutex::default(), ttl, max }
     }
 
-    fn put(&self, slug: &str, id: domain::OrgId) {
+    fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        let entries = self.entries.lock().ok()?;
+        entries.get(key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, key: K, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= Self::MAX {
-                entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
-                if entries.len() >= Self::MAX {
+            if entries.len() >= self.max {
+                entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+                if entries.len() >= self.max {
                     entries.clear();
                 }
             }
-            entries.insert(slug.to_owned(), (id, std::time::Instant::now()));
+            entries.insert(key, (value, std::time::Instant::now()));
         }
     }
 }
 
-/// Parsed profile schemas by organisation and version, bounded. A stored
-/// version never changes (a change is a new version), so an entry is only
-/// used for the version, and the time it was stored, that authorising the
-/// request read as current (a restore that took versions back cannot make
-/// a later, different version look cached); entries also expire.
-#[derive(Debug, Default)]
-struct SchemaCache {
-    entries: std::sync::Mutex<std::collections::HashMap<(domain::OrgId, u32), CachedSchema>>,
-}
+/// Organisation ids by slug (see [`Engine::org_id_by_slug`]).
+type SlugCache = Expiring<String, domain::OrgId>;
 
-/// A parsed schema, when its version was stored, and when it was read.
-type CachedSchema = (Arc<domain::Schema>, time::OffsetDateTime, std::time::Instant);
+/// Parsed profile schemas by organisation and version, with the time the
+/// version was stored. A stored version never changes (a change is a new
+/// version), so an entry is only used for the version, and the time it was
+/// stored, that authorising the request read as current (a restore that
+/// took versions back cannot make a later, different version look
+/// cached); entries also expire.
+type SchemaCache = Expiring<(domain::OrgId, u32), (Arc<domain::Schema>, time::OffsetDateTime)>;
 
-impl SchemaCache {
-    const TTL: std::time::Duration = std::time::Duration::from_secs(60);
-    const MAX: usize = 1_000;
-
-    fn get(&self, org: domain::OrgId, version: u32, stored_at: time::OffsetDateTime) -> Option<Arc<domain::Schema>> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(&(org, version))
-            .filter(|(_, at, read)| *at == stored_at && read.elapsed() < Self::TTL)
-            .map(|(s, _, _)| Arc::clone(s))
-    }
-
-    fn put(&self, org: domain::OrgId, schema: &Arc<domain::Schema>, stored_at: time::OffsetDateTime) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= Self::MAX {
-                entries.retain(|_, (_, _, read)| read.elapsed() < Self::TTL);
-                if entries.len() >= Self::MAX {
-                    entries.clear();
-                }
-            }
-            entries.insert((org, schema.version), (Arc::clone(schema), stored_at, std::time::Instant::now()));
-        }
-    }
-}
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Engine {
     pub fn new(store: Store, kms: Arc<Kms>, cache: CacheSettings) -> Self {
@@ -212,8 +196,8 @@ impl Engine {
             max_attachment_bytes: 0,
             max_support: support::DEFAULT_MAX_SUPPORT,
             audit_writer: Arc::new(audit::Writer::default()),
-            slugs: Arc::new(SlugCache::default()),
-            schemas: Arc::new(SchemaCache::default()),
+            slugs: Arc::new(SlugCache::new(MINUTE, 10_000)),
+            schemas: Arc::new(SchemaCache::new(MINUTE, 1_000)),
         }
     }
 
@@ -298,7 +282,7 @@ impl Engine {
             return Ok(id);
         }
         let org = self.org_by_slug(slug).await?;
-        self.slugs.put(slug.as_str(), org.id);
+        self.slugs.put(slug.as_str().to_owned(), org.id);
         Ok(org.id)
     }
 

@@ -180,9 +180,9 @@ impl Engine {
     pub(crate) async fn schema_of(&self, auth: &Authorized) -> Result<Arc<Schema>, EngineError> {
         match auth.seen().map(|a| (a.schema_version, a.schema_created_at)) {
             Some((None, _)) => Ok(Arc::new(Schema::empty())),
-            Some((Some(version), Some(stored_at))) => match self.schemas.get(auth.org(), version, stored_at) {
-                Some(schema) => Ok(schema),
-                None => self.load_schema(auth.org()).await,
+            Some((Some(version), Some(stored_at))) => match self.schemas.get(&(auth.org(), version)) {
+                Some((schema, at)) if at == stored_at => Ok(schema),
+                _ => self.load_schema(auth.org()).await,
             },
             _ => self.load_schema(auth.org()).await,
         }
@@ -193,7 +193,9 @@ impl Engine {
         let Some(record) = self.store.current_schema(org).await? else {
             return Ok(Arc::new(Schema::empty()));
         };
-        if let Some(schema) = self.schemas.get(org, record.version, record.created_at) {
+        if let Some((schema, at)) = self.schemas.get(&(org, record.version))
+            && at == record.created_at
+        {
             return Ok(schema);
         }
         let fields: Vec<FieldDef> = serde_json::from_str(&record.fields)
@@ -202,7 +204,7 @@ impl Engine {
             Schema::new(record.version, fields)
                 .map_err(|_| store::StoreError::Corrupt { what: "schema", why: "stored schema is invalid".into() })?,
         );
-        self.schemas.put(org, &schema, record.created_at);
+        self.schemas.put((org, record.version), (Arc::clone(&schema), record.created_at));
         Ok(schema)
     }
 
