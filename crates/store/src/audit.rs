@@ -40,6 +40,36 @@ pub struct AuditRowRef<'a> {
     pub hash: &'a [u8],
 }
 
+/// Reads the columns of `entry_columns!` (each backend's, in that order) by
+/// position, each decoded as the migration's column type without asking
+/// the driver to compare types first, borrowed from the row: a chain is
+/// verified by reading every one of its rows, and looking columns up by
+/// name, checking their types and copying them cost more than the hashing.
+/// (A value that does not decode is still an error, never a panic.)
+pub(crate) fn entry_ref_from_row<'r, R>(r: &'r R) -> crate::Result<AuditRowRef<'r>>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    &'r str: sqlx::Decode<'r, R::Database>,
+    &'r [u8]: sqlx::Decode<'r, R::Database>,
+    i64: sqlx::Decode<'r, R::Database>,
+{
+    Ok(AuditRowRef {
+        chain: r.try_get_unchecked(0)?,
+        seq: r.try_get_unchecked(1)?,
+        at_micros: r.try_get_unchecked(2)?,
+        actor: r.try_get_unchecked(3)?,
+        on_behalf_of: r.try_get_unchecked(4)?,
+        action: r.try_get_unchecked(5)?,
+        target: r.try_get_unchecked(6)?,
+        outcome: r.try_get_unchecked(7)?,
+        fields: r.try_get_unchecked(8)?,
+        request_id: r.try_get_unchecked(9)?,
+        prev_hash: r.try_get_unchecked(10)?,
+        hash: r.try_get_unchecked(11)?,
+    })
+}
+
 impl AuditRowRef<'_> {
     pub fn to_row(&self) -> AuditRow {
         AuditRow {

@@ -168,27 +168,31 @@ pub struct OrgAccess {
 impl OrgAccess {
     /// From a row's `status`, `require_mfa`, `schema_version`,
     /// `schema_created_at` and `active_key` columns, as
-    /// `org_access_columns!` names them.
-    pub(crate) fn from_parts(
-        status: &str,
-        requires_mfa: bool,
-        schema_version: Option<i64>,
-        schema_created_at: Option<OffsetDateTime>,
-        active_key: Option<i64>,
-    ) -> Result<Self> {
-        let version = |v: Option<i64>| {
+    /// `org_access_columns!` names them (either backend).
+    pub(crate) fn from_row<'r, R>(r: &'r R) -> Result<Self>
+    where
+        R: sqlx::Row,
+        &'r str: sqlx::ColumnIndex<R>,
+        &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        OffsetDateTime: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        let version = |column: &'r str| -> Result<Option<u32>> {
+            let v: Option<i64> = r.try_get(column)?;
             v.map(|v| {
                 u32::try_from(v)
                     .map_err(|_| StoreError::Corrupt { what: "organisation", why: "version out of range".into() })
             })
             .transpose()
         };
+        let status: &str = r.try_get("status")?;
         Ok(Self {
             status: domain::OrgStatus::parse(status).map_err(corrupt("organisation"))?,
-            requires_mfa,
-            schema_version: version(schema_version)?,
-            schema_created_at,
-            active_key: version(active_key)?,
+            requires_mfa: r.try_get("require_mfa")?,
+            schema_version: version("schema_version")?,
+            schema_created_at: r.try_get("schema_created_at")?,
+            active_key: version("active_key")?,
         })
     }
 }

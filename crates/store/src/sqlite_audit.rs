@@ -5,36 +5,15 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::Result;
-use crate::audit::{AuditAppend, AuditQuery, AuditRow, AuditRowRef, CheckpointRow, SinkCursor, head_hash};
+use crate::audit::{
+    AuditAppend, AuditQuery, AuditRow, AuditRowRef, CheckpointRow, SinkCursor, entry_ref_from_row, head_hash,
+};
 use crate::sqlite::SqliteStore;
 
 macro_rules! entry_columns {
     () => {
         "chain, seq, at_micros, actor, on_behalf_of, action, target, outcome, fields, request_id, prev_hash, hash"
     };
-}
-
-/// Reads the columns of `entry_columns!` by position (in its order), each
-/// decoded as the migration's column type without asking the driver to
-/// compare types first, borrowed from the row: a chain is verified by
-/// reading every one of its rows, and looking columns up by name, checking
-/// their types and copying them cost more than the hashing. (A value that
-/// does not decode is still an error, never a panic.)
-fn entry_ref_from_row(r: &SqliteRow) -> Result<AuditRowRef<'_>> {
-    Ok(AuditRowRef {
-        chain: r.try_get_unchecked(0)?,
-        seq: r.try_get_unchecked(1)?,
-        at_micros: r.try_get_unchecked(2)?,
-        actor: r.try_get_unchecked(3)?,
-        on_behalf_of: r.try_get_unchecked(4)?,
-        action: r.try_get_unchecked(5)?,
-        target: r.try_get_unchecked(6)?,
-        outcome: r.try_get_unchecked(7)?,
-        fields: r.try_get_unchecked(8)?,
-        request_id: r.try_get_unchecked(9)?,
-        prev_hash: r.try_get_unchecked(10)?,
-        hash: r.try_get_unchecked(11)?,
-    })
 }
 
 fn entry_from_row(r: &SqliteRow) -> Result<AuditRow> {

@@ -492,7 +492,7 @@ impl SqliteStore {
             .bind(org.as_uuid())
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| org_access_from_row(&r))
+            .map(|r| crate::OrgAccess::from_row(&r))
             .transpose()
     }
 
@@ -563,7 +563,7 @@ impl SqliteStore {
             account: sa_from_row(&r)?,
             org_encrypts_tokens: r.try_get("org_encrypts_tokens")?,
             jti_revoked: r.try_get("jti_revoked")?,
-            org: org_access_from_row(&r)?,
+            org: crate::OrgAccess::from_row(&r)?,
         }))
     }
 
@@ -814,15 +814,4 @@ fn invitation_from_row(r: &SqliteRow) -> Result<InvitationRecord> {
         expires_at: r.try_get("expires_at")?,
         accepted_at: r.try_get("accepted_at")?,
     })
-}
-
-fn org_access_from_row(r: &SqliteRow) -> Result<crate::OrgAccess> {
-    let status: String = r.try_get("status")?;
-    crate::OrgAccess::from_parts(
-        &status,
-        r.try_get("require_mfa")?,
-        r.try_get("schema_version")?,
-        r.try_get("schema_created_at")?,
-        r.try_get("active_key")?,
-    )
 }
