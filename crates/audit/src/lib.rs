@@ -409,6 +409,31 @@ mod tests {
     }
 
     #[test]
+    fn the_entry_hash_is_format_1() {
+        // Written out as the crate's documentation states it, so that a
+        // change to how the hash is computed cannot change what it is.
+        let e = draft(3).seal("org:a", 3, [9; 32]);
+        let fields: Vec<&[u8]> = e.fields.iter().map(|f| f.as_bytes()).collect();
+        let expected = crypto::sha256(&crypto::canonical(&[
+            b"strongroom/audit/v1",
+            b"org:a",
+            &3u64.to_be_bytes(),
+            &e.at_micros.to_be_bytes(),
+            e.actor.as_bytes(),
+            b"",
+            e.action.as_bytes(),
+            e.target.as_bytes(),
+            e.outcome.as_bytes(),
+            &crypto::canonical(&fields),
+            e.request_id.as_deref().unwrap_or("").as_bytes(),
+            &[9; 32],
+        ]));
+        assert_eq!(e.hash, expected);
+        let joined = e.fields.join(" ");
+        assert_eq!(e.borrowed(&joined).computed_hash(), expected);
+    }
+
+    #[test]
     fn borrowed_stored_entries_verify_like_owned_ones() {
         let c = chain(6);
         let joined: Vec<String> = c.iter().map(|e| e.fields.join(" ")).collect();
